@@ -5,7 +5,7 @@
  * All regions are slices of one shared `WebAssembly.Memory` (the "arena"),
  * whose buffer is a SharedArrayBuffer, so every worker that attaches to it sees
  * the same bytes, and descriptor accesses can use wasm's 64-bit atomics (see
- * atomic64.ts). One arena holds at most 4 GiB of RAM (a wasm32 memory); the
+ * atomic64.ts). One arena holds up to 2 GiB of RAM (offsets must be int32); the
  * physical addresses of the regions can be anywhere below 2^48.
  *
  * Arena layout:
@@ -25,7 +25,9 @@ import { atomic64For, type Atomic64 } from './atomic64.js';
 export const ARENA_HEADER = 65536;
 const SCRATCH_COUNTER = 8;
 const SCRATCH_FIRST = 64;
-const MAX_ARENA = 65536 * 65536; // 4 GiB: the largest wasm32 memory
+// 2 GiB: arena offsets stay non-negative int32 values (small integers for V8), so that passing
+// one to the wasm load never boxes a heap number; a wasm32 memory could be twice that.
+const MAX_ARENA = 2 ** 31;
 export const MAX_PA_BITS = 48;
 const TWO_POW_32 = 4294967296;
 
@@ -89,7 +91,10 @@ export class PhysMem {
   /** High word of the last `loadAt`, as int32. */
   hi = 0;
 
-  private readonly atom: Atomic64;
+  // The wasm entry points, held directly: a call through the exports object costs far more.
+  private readonly wasmLoad: Atomic64['load'];
+  private readonly wasmStore: Atomic64['store'];
+  private readonly wasmCas: Atomic64['cas'];
   private readonly scratch: number;
   private readonly scratchIdx: number;
   private readonly rBase: Float64Array;
@@ -120,7 +125,7 @@ export class PhysMem {
       arena += Math.ceil(r.size / 65536) * 65536;
     }
     if (arena > MAX_ARENA) {
-      throw new MemoryError(`regions need ${arena} bytes of backing; one memory holds at most 4 GiB of RAM`);
+      throw new MemoryError(`regions need ${arena} bytes of backing; one memory holds at most 2 GiB of RAM`);
     }
     const pages = arena / 65536;
     const memory = new WebAssembly.Memory({ initial: pages, maximum: pages, shared: true });
@@ -132,14 +137,17 @@ export class PhysMem {
     return new PhysMem(shared);
   }
 
-  private constructor(shared: PhysMemShared) {
+  protected constructor(shared: PhysMemShared) {
     this.memory = shared.memory;
     this.buffer = shared.memory.buffer as unknown as SharedArrayBuffer;
     this.regions = shared.regions;
     this.unbacked = shared.unbacked;
     this.u8 = new Uint8Array(this.buffer);
     this.i32 = new Int32Array(this.buffer);
-    this.atom = atomic64For(shared.memory);
+    const atom = atomic64For(shared.memory);
+    this.wasmLoad = atom.load;
+    this.wasmStore = atom.store;
+    this.wasmCas = atom.cas;
     const slot = Atomics.add(this.i32, SCRATCH_COUNTER >> 2, 1);
     this.scratch = SCRATCH_FIRST + 8 * (slot % ((ARENA_HEADER - SCRATCH_FIRST) / 8));
     this.scratchIdx = this.scratch >> 2;
@@ -173,11 +181,11 @@ export class PhysMem {
    */
   offsetOf(pa: number): number {
     let i = this.lastRegion;
-    if (pa >= this.rBase[i]! && pa < this.rLimit[i]!) return this.rOff[i]! + (pa - this.rBase[i]!);
+    if (pa >= this.rBase[i]! && pa < this.rLimit[i]!) return (this.rOff[i]! + (pa - this.rBase[i]!)) | 0;
     for (i = 0; i < this.nRegions; i++) {
       if (pa >= this.rBase[i]! && pa < this.rLimit[i]!) {
         this.lastRegion = i;
-        return this.rOff[i]! + (pa - this.rBase[i]!);
+        return (this.rOff[i]! + (pa - this.rBase[i]!)) | 0;
       }
     }
     return this.unbackedOffset;
@@ -196,19 +204,19 @@ export class PhysMem {
    * returns bits [31:0] as int32 and leaves bits [63:32] in `this.hi`.
    */
   loadAt(off: number): number {
-    const lo = this.atom.load(off, this.scratch);
+    const lo = this.wasmLoad(off, this.scratch);
     this.hi = this.i32[this.scratchIdx]!;
     return lo;
   }
 
   /** Single-copy atomic 64-bit store at an arena offset. */
   storeAt(off: number, lo: number, hi: number): void {
-    this.atom.store(off, lo, hi);
+    this.wasmStore(off, lo, hi);
   }
 
   /** Atomic compare-and-swap of a 64-bit word at an arena offset; true on success. */
   casAt(off: number, elo: number, ehi: number, lo: number, hi: number): boolean {
-    return this.atom.cas(off, elo, ehi, lo, hi) === 1;
+    return this.wasmCas(off, elo, ehi, lo, hi) === 1;
   }
 
   private writableOffset(pa: number, len: number, what: string): number {

@@ -51,10 +51,11 @@ export class WalkResult {
   /** For stage-2 faults, the IPA being translated (SMMU_CBn_IPAFAR); -1 otherwise. */
   faultIpa = -1;
 
+  // Address fields start as non-integers so V8 gives them a double representation from the start.
   /** The output (physical) address. */
-  pa = 0;
+  pa = 0.5;
   /** The intermediate physical address (the stage-1 output, or the input when stage 1 is off). */
-  ipa = 0;
+  ipa = 0.5;
   /** Leaf level at stage 1 and stage 2 (-1 when that stage is off). */
   s1Level = -1;
   s2Level = -1;
@@ -71,6 +72,9 @@ export class WalkResult {
   s2Sh = 0;
   /** Descriptors read by this walk (both stages). */
   reads = 0;
+  /** Walker scratch: the input and output of the stage-2 walk in progress. */
+  s2In = 0.5;
+  s2Out = 0.5;
 
   get ok(): boolean {
     return this.fault === FAULT_NONE;

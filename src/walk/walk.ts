@@ -83,12 +83,16 @@ function leafEncodingOk(lo: number, level: number, gShift: number): boolean {
 }
 
 /**
- * One stage-2 walk of `ipa` for an access of kind `kind` (ACC_READ/WRITE/EXEC).
- * Returns the PA, or -1 with the fault in `res`. With `s1ptw` the walk is for a
- * stage-1 descriptor fetch; otherwise it is the final translation and records
- * its leaf level, size, permissions and attributes.
+ * One stage-2 walk of `res.s2In` for an access of kind `kind`
+ * (ACC_READ/WRITE/EXEC). On success returns 0 and leaves the PA in
+ * `res.s2Out`; on a fault returns -1 with the fault in `res`. With `s1ptw` the
+ * walk is for a stage-1 descriptor fetch; otherwise it is the final
+ * translation and records its leaf level, size, permissions and attributes.
+ * (Addresses travel through `res` rather than as arguments and return values:
+ * a double crossing a call that is not inlined is boxed, an allocation.)
  */
-export function walkStage2(mem: PhysMem, root: TableRoot, ipa: number, kind: number, res: WalkResult, s1ptw: boolean): number {
+export function walkStage2(mem: PhysMem, root: TableRoot, kind: number, res: WalkResult, s1ptw: boolean): number {
+  const ipa = res.s2In;
   // IPA beyond VTCR.T0SZ's input range: Translation fault, level 0.
   if (ipa >= POW2[root.inputBits]!) return fault(res, FAULT_TRANSLATION, 2, 0, s1ptw, ipa);
   // VTTBR.BADDR beyond VTCR.PS: Address size fault, level 0.
@@ -129,7 +133,7 @@ export function walkStage2(mem: PhysMem, root: TableRoot, ipa: number, kind: num
     const allowed = kind === ACC_WRITE ? w : kind === ACC_EXEC ? x : r;
     if (!allowed) return fault(res, FAULT_PERMISSION, 2, level, s1ptw, ipa);
     const pageMask = (1 << shift) - 1;
-    const pa = (hi & OA_HI_MASK) * TWO_POW_32 + ((lo & ~pageMask & 0xfffff000) >>> 0) + (ipa & pageMask);
+    res.s2Out = (hi & OA_HI_MASK) * TWO_POW_32 + ((lo & ~pageMask & 0xfffff000) >>> 0) + (ipa & pageMask);
     if (!s1ptw) {
       res.s2Level = level;
       res.sizeShift = shift;
@@ -137,14 +141,15 @@ export function walkStage2(mem: PhysMem, root: TableRoot, ipa: number, kind: num
       res.memAttr = (lo >>> S2_MEMATTR_SHIFT) & S2_MEMATTR_MASK;
       res.s2Sh = (lo >>> SH_SHIFT) & SH_MASK;
     }
-    return pa;
+    return 0;
   }
 }
 
 /**
  * Stage 1 of a regime for input address `va` (signed: negative values are the
- * TTBR1 half). Returns the IPA (the PA without stage 2), or -1 with the fault
- * in `res`. Records its leaf level, size, permissions and attributes.
+ * TTBR1 half). On success returns 0 with the IPA (the PA without stage 2) in
+ * `res.ipa`, and records its leaf level, size, permissions and attributes; on
+ * a fault returns -1 with the fault in `res`.
  */
 export function walkStage1(mem: PhysMem, regime: Regime, va: number, acc: number, res: WalkResult): number {
   let root: TableRoot;
@@ -181,8 +186,9 @@ export function walkStage1(mem: PhysMem, regime: Regime, va: number, acc: number
     let descAddr = table + index * 8;
     if (nested) {
       // The descriptor address is an IPA: translate it at stage 2 (a read; faults are s1ptw faults).
-      descAddr = walkStage2(mem, s2root, descAddr, 0, res, true);
-      if (descAddr < 0) return -1;
+      res.s2In = descAddr;
+      if (walkStage2(mem, s2root, 0, res, true) < 0) return -1;
+      descAddr = res.s2Out;
     }
     const off = mem.offsetOf(descAddr);
     if (off < 0) return fault(res, FAULT_EXTERNAL, 1, level, false, -1);
@@ -225,7 +231,8 @@ export function walkStage1(mem: PhysMem, regime: Regime, va: number, acc: number
     res.attrIndx = (lo >>> S1_ATTRINDX_SHIFT) & S1_ATTRINDX_MASK;
     res.sh = (lo >>> SH_SHIFT) & SH_MASK;
     res.nG = (lo & S1_NG) !== 0 ? 1 : 0;
-    return (hi & OA_HI_MASK) * TWO_POW_32 + ((lo & ~pageMask & 0xfffff000) >>> 0) + (input & pageMask);
+    res.ipa = (hi & OA_HI_MASK) * TWO_POW_32 + ((lo & ~pageMask & 0xfffff000) >>> 0) + (input & pageMask);
+    return 0;
   }
 }
 
@@ -236,29 +243,28 @@ export function walkStage1(mem: PhysMem, regime: Regime, va: number, acc: number
  */
 export function translate(mem: PhysMem, regime: Regime, va: number, acc: number, res: WalkResult): boolean {
   res.reset();
-  let ipa = va;
   let s1perm = PERM_ALL;
   let s1shift = 64;
   if (regime.s1) {
-    ipa = walkStage1(mem, regime, va, acc, res);
-    if (ipa < 0) return false;
+    if (walkStage1(mem, regime, va, acc, res) < 0) return false;
     s1perm = res.perm;
     s1shift = res.sizeShift;
   } else if (va < 0 || va >= POW2[PA_MAX]!) {
     // Stage 1 off: the input is the IPA, and bits above PAMax are an Address size fault.
     fault(res, FAULT_ADDRESS_SIZE, 1, 0, false, -1);
     return false;
+  } else {
+    res.ipa = va;
   }
-  res.ipa = ipa;
   if (!regime.s2) {
-    res.pa = ipa;
+    res.pa = res.ipa;
     res.perm = s1perm;
     res.sizeShift = s1shift === 64 ? 12 : s1shift;
     return true;
   }
-  const pa = walkStage2(mem, regime.vttbr, ipa, acc & ACC_KIND_MASK, res, false);
-  if (pa < 0) return false;
-  res.pa = pa;
+  res.s2In = res.ipa;
+  if (walkStage2(mem, regime.vttbr, acc & ACC_KIND_MASK, res, false) < 0) return false;
+  res.pa = res.s2Out;
   res.perm &= s1perm;
   if (s1shift < res.sizeShift) res.sizeShift = s1shift;
   return true;
