@@ -43,7 +43,8 @@ import {
 } from './descriptor.js';
 import { blockAllowed, granuleShift, levelShift, naturalStartLevel, paSizeEncoding, type GranuleKiB } from './geometry.js';
 import { granuleToTg0, s2ConfigError, s2Sl0For, type Stage1Fields, type Stage2Fields } from './regime.js';
-import type { IpaResolver, TableMemory } from './table-memory.js';
+import type { PhysMem } from '../memory/phys.js';
+import { IpaTables, type IpaResolver, type TableMemory } from './table-memory.js';
 
 /** Mapping permissions and attributes (io-pgtable's IOMMU_* prot flags). */
 export const PROT_READ = 1;
@@ -329,10 +330,14 @@ export class PageTable implements IpaResolver {
     }
   }
 
+  /** True when nothing is mapped below `table`: no leaf, only (possibly) tables left behind that map nothing either. */
   private tableEmpty(table: number, level: number): boolean {
     const n = this.tableBytes(level) / 8;
+    const gmask = -(1 << this.gShift);
     for (let i = 0; i < n; i++) {
-      if ((this.tables.load(table + i * 8) & 1) !== 0) return false;
+      const lo = this.tables.load(table + i * 8);
+      if ((lo & 1) === 0) continue;
+      if (!this.isTable(lo, level) || !this.tableEmpty(PageTable.addrOf(lo, this.tables.hi, gmask), level + 1)) return false;
     }
     return true;
   }
@@ -478,4 +483,37 @@ export function concatMandatory(granule: GranuleKiB, startLevel: number, ias: nu
   if (granule === 16 && startLevel === 0) return oas === 48 || ias === 48;
   if (granule === 4 && startLevel === 0) return oas === 40 || oas === 42;
   return granule === 16 && startLevel === 1 && oas === 40;
+}
+
+/** Common options of the named builders. */
+export interface BuilderGeometry {
+  granule: GranuleKiB;
+  ias: number;
+  oas: number;
+}
+
+/** A stage-1 table (VA -> PA, or VA -> IPA for a guest) tagged with an ASID, its tables at PAs. */
+export function createStage1(tables: TableMemory, geometry: BuilderGeometry, asid = 0): PageTable {
+  return new PageTable({ stage: 1, ...geometry, tables, asid });
+}
+
+/** A stage-2 table (IPA -> PA) tagged with a VMID, its tables at PAs. */
+export function createStage2(tables: TableMemory, geometry: BuilderGeometry, vmid = 0): PageTable {
+  return new PageTable({ stage: 2, ...geometry, tables, vmid });
+}
+
+/**
+ * A guest's stage-1 table whose own tables live at IPAs in [ipaBase, ipaLimit),
+ * reached through `stage2` (which must map that window): what a KVM guest
+ * builds and an SMMU walks with nested translation.
+ */
+export function createGuestStage1(
+  mem: PhysMem,
+  stage2: PageTable,
+  ipaBase: number,
+  ipaLimit: number,
+  geometry: BuilderGeometry,
+  asid = 0,
+): PageTable {
+  return new PageTable({ stage: 1, ...geometry, tables: new IpaTables(mem, stage2, ipaBase, ipaLimit), asid });
 }
