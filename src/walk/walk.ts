@@ -211,13 +211,15 @@ export function walkStage1(mem: PhysMem, regime: Regime, va: number, acc: number
     // AArch64.CheckPermission for the EL1&0 regime (no PAN): AP[2] (or APTable[1]) makes the
     // location read-only, AP[1] (cleared by APTable[0]) grants EL0 access; a location writable
     // at EL0 is never executable at EL1; SCTLR.WXN makes writable locations execute-never.
+    // EL0 execute depends on UXN/UXNTable only, not on AP[1]/APTable[0] (AArch64.S1DirectBasePermissions:
+    // ux = NOT(uxn OR uxn_table); AP[2:1] = 0b00 or 0b10 with UXN = 0 is execute-only memory at EL0).
     const ro = (lo & S1_AP2) !== 0 || (limits & APTABLE1_HI) !== 0;
     const user = (lo & S1_AP1) !== 0 && (limits & APTABLE0_HI) === 0;
     const pw = !ro;
     const uw = user && !ro;
     const wxn = regime.wxn;
     const px = (hi & S1_PXN_HI) === 0 && (limits & PXNTABLE_HI) === 0 && !uw && !(wxn && pw);
-    const ux = user && (hi & S1_UXN_HI) === 0 && (limits & UXNTABLE_HI) === 0 && !(wxn && uw);
+    const ux = (hi & S1_UXN_HI) === 0 && (limits & UXNTABLE_HI) === 0 && !(wxn && uw);
     const perm =
       PERM_PR | (pw ? PERM_PW : 0) | (px ? PERM_PX : 0) | (user ? PERM_UR : 0) | (uw ? PERM_UW : 0) | (ux ? PERM_UX : 0);
     const kind = acc & ACC_KIND_MASK;
