@@ -163,9 +163,10 @@ function checkBase(addr: number, field: string): void {
 }
 
 /**
- * Fills `root` for one stage-1 half. TTBR BADDR bits below the table's
- * alignment are treated as zero (Arm ARM: the translation table base is
- * aligned to the size of the initial table, and at least 64 bytes).
+ * Fills `root` for one TTBR/VTTBR. BADDR bits below the initial table's size
+ * are treated as zero (Arm ARM pseudocode AArch64.TTBaseAddress: the base is
+ * aligned to the size of the initial table; the 64-byte minimum applies only
+ * to 52-bit output addresses, which this model does not implement).
  */
 function fillRoot(root: TableRoot, g: GranuleKiB, tsz: number, base: number, outputBits: number, startLevel: number): void {
   const gs = granuleShift(g);
@@ -176,7 +177,7 @@ function fillRoot(root: TableRoot, g: GranuleKiB, tsz: number, base: number, out
   root.tsz = tsz;
   root.startLevel = startLevel;
   root.rootIndexBits = root.inputBits - levelShift(gs, startLevel);
-  const align = 2 ** Math.max(root.rootIndexBits + 3, 6);
+  const align = 2 ** (root.rootIndexBits + 3);
   root.base = Math.floor(base / align) * align;
   root.outputBits = outputBits;
 }
