@@ -146,6 +146,9 @@ export class Smmu {
   private readonly contexts: Array<BankContext | null>;
 
   private nextTag = 1;
+  /** Interrupts raised during a transaction, delivered when it returns (as an IRQ arrives after the fact). */
+  private readonly irqs: Array<() => void> = [];
+  private delivering = false;
   private readonly txns = new Map<number, Txn>();
   private readonly res = new WalkResult();
   private readonly listeners: { [K in keyof SmmuEvents]: Array<SmmuEvents[K]> } = { contextFault: [], globalFault: [], stall: [] };
@@ -435,6 +438,7 @@ export class Smmu {
         return;
       case R.CB_RESUME:
         this.resume(n, (lo & R.RESUME_TNR) !== 0);
+        this.deliverIrqs();
         return;
       case R.CB_TCR2:
         b.tcr2 = lo >>> 0;
@@ -681,7 +685,23 @@ export class Smmu {
   dma(sid: number, va: number, acc: Access, priv: boolean): DmaOutcome {
     this.stats.transactions++;
     const txn: Txn = { tag: 0, sid, va, acc, priv, outcome: null };
-    return this.process(txn);
+    const o = this.process(txn);
+    this.deliverIrqs();
+    return o;
+  }
+
+  /**
+   * Runs the interrupt handlers raised so far. Handlers may write registers (clear FSR, write
+   * RESUME), which may raise more interrupts; those run in the same loop.
+   */
+  deliverIrqs(): void {
+    if (this.delivering) return;
+    this.delivering = true;
+    try {
+      while (this.irqs.length > 0) this.irqs.shift()!();
+    } finally {
+      this.delivering = false;
+    }
   }
 
   /** The outcome of a stalled transaction with `tag`: still `stall`, or what became of it after RESUME. */
@@ -811,18 +831,26 @@ export class Smmu {
       if (res.s1ptw) syn |= R.FSYNR0_PTWF;
       if (n !== s1cb) syn |= (s1cb & 0xff) << R.FSYNR0_S1CBNDX_SHIFT;
       b.fsynr0 = syn >>> 0;
-      if (res.faultStage === 2 && res.faultIpa >= 0) b.ipafar = [res.faultIpa >>> 0, Math.floor(res.faultIpa / TWO32)];
+      if (res.faultStage === 2 && res.faultIpa >= 0) {
+        // IPAFAR holds IPA[47:12] of the faulting stage-2 access; bits [11:0] read as zero
+        // (as HPFAR_EL2.FIPA does for a CPU).
+        const ipa = res.faultIpa - (res.faultIpa % 4096);
+        b.ipafar = [ipa >>> 0, Math.floor(ipa / TWO32)];
+      }
       this.cbfrsynra[n] = txn.sid & 0xffff;
     }
-    if ((b.sctlr & R.SCTLR_CFIE) !== 0) for (const h of this.listeners.contextFault) h(n, b.fsr);
+    const irq = (b.sctlr & R.SCTLR_CFIE) !== 0;
     if ((b.sctlr & R.SCTLR_CFCFG) !== 0 && (b.stalled === null || b.stalled === txn)) {
       b.fsr = (b.fsr | R.FSR_SS) >>> 0;
       b.stalled = txn;
       this.hold(txn);
       this.stats.stalls++;
-      for (const h of this.listeners.stall) h(n, txn.tag);
-      return { kind: 'stall', tag: txn.tag };
+      const tag = txn.tag;
+      for (const h of this.listeners.stall) this.irqs.push(() => h(n, tag));
+      if (irq) for (const h of this.listeners.contextFault) this.irqs.push(() => h(n, b.fsr));
+      return { kind: 'stall', tag };
     }
+    if (irq) for (const h of this.listeners.contextFault) this.irqs.push(() => h(n, b.fsr));
     return this.finish(txn, { kind: 'abort', reason: `context fault in bank ${n}` });
   }
 
@@ -838,7 +866,7 @@ export class Smmu {
       this.sgfsynr1 = txn.sid & 0xffff;
       this.sgfsynr2 = 0;
     }
-    if ((this.scr0 & R.sCR0_GFIE) !== 0) for (const h of this.listeners.globalFault) h(this.sgfsr);
+    if ((this.scr0 & R.sCR0_GFIE) !== 0) for (const h of this.listeners.globalFault) this.irqs.push(() => h(this.sgfsr));
     return this.finish(txn, { kind: 'abort', reason: `global fault 0x${bit.toString(16)}` });
   }
 
