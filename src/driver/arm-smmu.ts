@@ -110,6 +110,7 @@ export class ArmSmmuDriver {
   private readonly contextMap = new Set<number>();
   private readonly domains = new Map<number, Domain>();
   private readonly handlers = new Map<number, IopfHandler>();
+  private readonly delegates = new Map<number, (cbndx: number) => void>();
   readonly iopf: IopfStats = { faults: 0, retried: 0, terminated: 0, totalMs: 0, maxMs: 0 };
   /** Register accesses made, by kind (for cost accounting). */
   readonly accesses = { reads: 0, writes: 0, tlbi: 0, syncs: 0 };
@@ -357,6 +358,31 @@ export class ArmSmmuDriver {
     return idxs;
   }
 
+  /**
+   * Points physical stream `id` at a bank (S2CR translate), at bypass, or at fault, claiming a
+   * stream-map entry for it the first time (used by a vSMMU to route assigned devices).
+   */
+  routeStream(id: number, route: { cbndx: number } | 'bypass' | 'fault'): number {
+    const i = this.findSme(id, 0);
+    if (this.probed.streamMatching && !this.smrs[i]!.valid) {
+      this.smrs[i] = { id, mask: 0, valid: true };
+      this.smeCount[i] = 1;
+    }
+    const s2cr =
+      route === 'bypass'
+        ? R.S2CR_TYPE_BYPASS << R.S2CR_TYPE_SHIFT
+        : route === 'fault'
+          ? R.S2CR_TYPE_FAULT << R.S2CR_TYPE_SHIFT
+          : (R.S2CR_TYPE_TRANS << R.S2CR_TYPE_SHIFT) | route.cbndx;
+    this.writeSme(i, s2cr);
+    return i;
+  }
+
+  /** Hands bank `cbndx`'s context interrupts to another owner (a vSMMU that bound a guest bank to it). */
+  delegateBank(cbndx: number, handler: (cbndx: number) => void): void {
+    this.delegates.set(cbndx, handler);
+  }
+
   /** Detaches every stream of a domain and frees its bank (SCTLR = 0). */
   destroyDomain(d: Domain): void {
     for (const s of d.streams) {
@@ -467,6 +493,11 @@ export class ArmSmmuDriver {
    * terminate). Returns what was read, or null when FSR showed no fault.
    */
   contextFaultIrq(cbndx: number): FaultInfo | null {
+    const delegate = this.delegates.get(cbndx);
+    if (delegate !== undefined) {
+      delegate(cbndx);
+      return null;
+    }
     const base = this.cb(cbndx);
     const fsr = this.r32(base + R.CB_FSR);
     if ((fsr & (R.FSR_FAULT_BITS | R.FSR_MULTI | R.FSR_SS)) === 0) return null;

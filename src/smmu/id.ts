@@ -133,6 +133,9 @@ export function encodeIds(s: SmmuShape = {}): { id0: number; id1: number; id2: n
   const cbs = s.contextBanks ?? 16;
   const numPageNdxb = s.numPageNdxb ?? Math.max(0, Math.ceil(Math.log2(Math.max(cbs, 2))) - 1);
   const grans = s.granules ?? [4, 16, 64];
+  if (!Number.isInteger(sidBits) || sidBits < 0 || sidBits > 15) throw new SmmuConfigError(`stream-ID bits must be 0..15 (IDR0.NUMSIDB), got ${sidBits}`);
+  if (!Number.isInteger(smrs) || smrs < 0 || smrs > 255) throw new SmmuConfigError(`SMRs must be 0..255 (IDR0.NUMSMRG), got ${smrs}`);
+  if (!Number.isInteger(cbs) || cbs < 1 || cbs > 255) throw new SmmuConfigError(`context banks must be 1..255 (IDR1.NUMCB), got ${cbs}`);
   const id0 =
     ((s.s1 ?? true ? 1 : 0) << 30) |
     ((s.s2 ?? true ? 1 : 0) << 29) |

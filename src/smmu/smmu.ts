@@ -27,7 +27,7 @@ import {
   FAULT_TRANSLATION,
   WalkResult,
 } from '../walk/result.js';
-import { translate } from '../walk/walk.js';
+import { translate, walkStage1 } from '../walk/walk.js';
 import { decodeIds, type SmmuFeatures } from './id.js';
 import * as R from './regs.js';
 
@@ -902,11 +902,12 @@ export class Smmu {
       res.reset();
       res.fault = FAULT_TRANSLATION;
     } else {
-      const s1only = new Regime();
-      Object.assign(s1only, ctx.regime, { s2: false });
+      // Stage 1 only: the result is the stage-1 output (an IPA for a nested bank), but a nested
+      // bank's stage-1 table addresses are still IPAs that stage 2 translates.
       const acc2 = (acc === 'w' ? ACC_WRITE : ACC_READ) | (priv ? 0 : ACC_UNPRIV);
-      ok = translate(this.mem, s1only, va, acc2, res);
-      out = res.pa;
+      res.reset();
+      ok = walkStage1(this.mem, ctx.regime, va, acc2, res) === 0;
+      out = res.ipa;
     }
     if (ok) {
       const pa = out - (out % 4096);
