@@ -79,6 +79,16 @@ describe('vSMMU: the guest programs stage 1, the host owns stage 2', () => {
     expect(phys.dma(0x210, 0x1_0010, 'r', false).kind).toBe('abort');
     // The guest's hardware translation (ATS1PR) answers with the IPA: the guest's idea of a PA.
     expect(guest.iovaToPhysHard(domain, 0x1_1008)).toBe(GUEST_RAM_IPA + 0x20_1008);
+    // The host's global operations on the physical nested bank: GATS1PR gives the IPA, GATS12PR the PA.
+    phys.write64(R.GR0_GATS1PR, BigInt(0x1_1000 | pcb));
+    expect(phys.read32(R.GR0_GATSR) & 1).toBe(0);
+    expect(phys.read64(R.GR0_GPAR)).toBe(BigInt(GUEST_RAM_IPA + 0x20_1000));
+    phys.write64(R.GR0_GATS12PW, BigInt(0x1_1000 | pcb));
+    expect(phys.read64(R.GR0_GPAR)).toBe(BigInt(GUEST_RAM_PA + 0x20_1000));
+    phys.write64(R.GR0_GATS12PR, BigInt(0x9_0000 | pcb)); // unmapped: F with the translation-fault bit
+    expect(phys.read64(R.GR0_GPAR)).toBe(BigInt(R.PAR_F | R.FSR_TF));
+    phys.write64(R.GR0_GATS12PR, BigInt(0x1_1000 | 200)); // NDX names no bank
+    expect(phys.read64(R.GR0_GPAR) & 1n).toBe(1n);
   });
 
   it('a stage-1 fault is injected into the guest, whose handler maps the page and resumes', () => {

@@ -19,6 +19,17 @@ export const GR0_TLBIALLNSNH = 0x68;
 export const GR0_TLBIALLH = 0x6c;
 export const GR0_sTLBGSYNC = 0x70;
 export const GR0_sTLBGSTATUS = 0x74;
+/** Global address translation operations: value = VA[63:12] | NDX[7:0] (the context bank). */
+export const GR0_GATS1UR = 0x100;
+export const GR0_GATS1UW = 0x108;
+export const GR0_GATS1PR = 0x110;
+export const GR0_GATS1PW = 0x118;
+export const GR0_GATS12UR = 0x120;
+export const GR0_GATS12UW = 0x128;
+export const GR0_GATS12PR = 0x130;
+export const GR0_GATS12PW = 0x138;
+export const GR0_GPAR = 0x180;
+export const GR0_GATSR = 0x188;
 export const GR0_SMR = 0x800;
 export const GR0_S2CR = 0xc00;
 

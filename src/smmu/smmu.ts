@@ -134,6 +134,7 @@ export class Smmu {
   private sgfsynr0 = 0;
   private sgfsynr1 = 0;
   private sgfsynr2 = 0;
+  private gpar = [0, 0];
   private readonly smr: Uint32Array;
   private readonly s2cr: Uint32Array;
   private readonly smrIdMask: number;
@@ -243,6 +244,11 @@ export class Smmu {
         this.sgfar = [lo, hi];
         return;
       }
+      if (r >= R.GR0_GATS1UR && r <= R.GR0_GATS12PW + 4) {
+        // A 64-bit write, or a 32-bit write to the low half (upper bits zero).
+        if ((r & 4) === 0) this.gats(r, lo, is64 ? hi : 0);
+        return;
+      }
       this.writeGr0(r, lo);
       if (is64) this.writeGr0(r + 4, hi);
       return;
@@ -284,6 +290,12 @@ export class Smmu {
       case R.GR0_sTLBGSTATUS:
         // GSACTIVE (bit 0) stays set until every earlier global invalidation is complete.
         return this.cache.syncComplete() ? 0 : 1;
+      case R.GR0_GPAR:
+        return this.gpar[0]!;
+      case R.GR0_GPAR + 4:
+        return this.gpar[1]!;
+      case R.GR0_GATSR:
+        return 0;
     }
     if (r >= R.GR0_SMR && r < R.GR0_SMR + 4 * this.smr.length) return this.smr[(r - R.GR0_SMR) >> 2]!;
     if (r >= R.GR0_S2CR && r < R.GR0_S2CR + 4 * this.s2cr.length) return this.s2cr[(r - R.GR0_S2CR) >> 2]!;
@@ -885,36 +897,60 @@ export class Smmu {
 
   // ---------------------------------------------------------------- address translation operations
 
-  /** ATS1PR/PW/UR/UW: a stage-1 translation of `va` in bank `n`, result in PAR (no fault is recorded in FSR). */
-  private ats1(n: number, va: number, acc: Access, priv: boolean): void {
-    const b = this.cbs[n]!;
+  /**
+   * Runs an address translation operation in bank `n`: stage 1 only (`both` false: ATS1*,
+   * GATS1*; the result is the stage-1 output, an IPA for a nested bank, whose stage-1 table
+   * addresses stage 2 still translates) or stages 1 and 2 (GATS12*). Returns the PAR value:
+   * PA[47:12] on success, or F (bit 0) with the FSR bit of the fault. Faults are not recorded
+   * in FSR.
+   */
+  private translationOp(n: number, va: number, acc: Access, priv: boolean, both: boolean): [number, number] {
+    const fail = (bit: number): [number, number] => [(R.PAR_F | bit) >>> 0, 0];
     if (this.features.atosns || !this.features.s1ts) {
       this.lastError = 'address translation operations are not implemented (IDR0.ATOSNS)';
-      return;
+      return fail(R.FSR_TF);
     }
+    if (n >= this.features.numCb) return fail(R.FSR_TF);
     const ctx = this.context(n);
     const res = this.res;
+    res.reset();
     let ok: boolean;
     let out = va;
-    if (ctx.mode === 'bypass') ok = va >= 0;
-    else if (ctx.mode === 'invalid' || ctx.configFaultStage === 1 || !ctx.regime.s1) {
-      ok = ctx.mode !== 'invalid' && ctx.configFaultStage !== 1 && va >= 0;
-      res.reset();
-      res.fault = FAULT_TRANSLATION;
-    } else {
-      // Stage 1 only: the result is the stage-1 output (an IPA for a nested bank), but a nested
-      // bank's stage-1 table addresses are still IPAs that stage 2 translates.
+    if (ctx.mode === 'bypass') ok = true;
+    else if (ctx.mode === 'invalid' || ctx.configFaultStage !== 0) ok = false;
+    else {
       const acc2 = (acc === 'w' ? ACC_WRITE : ACC_READ) | (priv ? 0 : ACC_UNPRIV);
-      res.reset();
-      ok = walkStage1(this.mem, ctx.regime, va, acc2, res) === 0;
-      out = res.ipa;
+      if (both) {
+        ok = translate(this.mem, ctx.regime, va, acc2, res) && !ctx.s2Fault;
+        out = res.pa;
+      } else if (!ctx.regime.s1) {
+        ok = va >= 0;
+      } else {
+        ok = walkStage1(this.mem, ctx.regime, va, acc2, res) === 0;
+        out = res.ipa;
+      }
     }
-    if (ok) {
-      const pa = out - (out % 4096);
-      b.par = [pa >>> 0, Math.floor(pa / TWO32)];
-    } else {
-      const bit = FSR_BIT_OF_FAULT[res.fault] ?? R.FSR_TF;
-      b.par = [(R.PAR_F | bit) >>> 0, 0];
+    if (!ok) return fail(FSR_BIT_OF_FAULT[res.fault] ?? R.FSR_TF);
+    const pa = out - (out % 4096);
+    return [pa >>> 0, Math.floor(pa / TWO32)];
+  }
+
+  /** ATS1PR/PW/UR/UW in bank `n`: result in the bank's PAR. */
+  private ats1(n: number, va: number, acc: Access, priv: boolean): void {
+    this.cbs[n]!.par = this.translationOp(n, va, acc, priv, false);
+  }
+
+  /** GATS1* / GATS12* (GR0): bank from NDX[7:0], result in GPAR. */
+  private gats(r: number, lo: number, hi: number): void {
+    const n = lo & 0xff;
+    const op = (r - R.GR0_GATS1UR) >> 3; // 0 UR, 1 UW, 2 PR, 3 PW, then the same for stages 1+2
+    const write = (op & 1) === 1;
+    const priv = (op & 2) === 2;
+    if (n >= this.features.numCb) {
+      this.lastError = `GATS NDX ${n} names no context bank`;
+      this.gpar = [(R.PAR_F | R.FSR_TF) >>> 0, 0];
+      return;
     }
+    this.gpar = this.translationOp(n, signedVa(lo & ~0xfff, hi), write ? 'w' : 'r', priv, op >= 4);
   }
 }
