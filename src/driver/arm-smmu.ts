@@ -91,6 +91,12 @@ export interface IopfStats {
   maxMs: number;
 }
 
+/** The size of the leaf that maps `iova` (the step io-pgtable's gathered invalidation uses), else the granule. */
+export function leafStep(pt: PageTable, iova: number): number {
+  const leaf = pt.lookup(iova);
+  return leaf === null ? 2 ** pt.gShift : 2 ** leaf.shift;
+}
+
 const TLB_SPIN_COUNT = 10;
 const TLB_LOOP_TIMEOUT = 1_000_000;
 
@@ -442,12 +448,13 @@ export class ArmSmmuDriver {
   }
 
   /**
-   * Invalidates [iova, iova+size) one granule at a time: stage 1 with TLBIVA (or TLBIVAL for
+   * Invalidates [iova, iova+size) one `step` (default: the granule; io-pgtable passes the leaf
+   * size) at a time: stage 1 with TLBIVA (or TLBIVAL for
    * leaf-only), value (iova >> 12) | (asid << 48); stage 2 with TLBIIPAS2(L), value ipa >> 12.
    * Then a context sync (unless `sync` is false, for gathered invalidations).
    */
-  flushRange(d: Domain, iova: number, size: number, leaf: boolean, sync = true): void {
-    const granule = 2 ** d.pgtable.gShift;
+  flushRange(d: Domain, iova: number, size: number, leaf: boolean, sync = true, step = 2 ** d.pgtable.gShift): void {
+    const granule = step;
     const base = this.cb(d.cbndx);
     for (let a = iova; a < iova + size; a += granule) {
       this.accesses.tlbi++;
@@ -459,8 +466,9 @@ export class ArmSmmuDriver {
 
   /** Unmaps and invalidates (strict mode: TLBI + sync per unmap). Returns bytes unmapped. */
   unmap(d: Domain, iova: number, size: number): number {
+    const step = leafStep(d.pgtable, iova);
     const n = d.pgtable.unmap(iova, size);
-    if (n > 0) this.flushRange(d, iova, n, false);
+    if (n > 0) this.flushRange(d, iova, n, false, true, step);
     return n;
   }
 

@@ -39,6 +39,11 @@ export interface VSmmuOptions {
   /** Guest-visible context banks and SMRs. */
   contextBanks?: number;
   smrs?: number;
+  /**
+   * The VM's stage-2 domain on the physical SMMU. Default: a new one over KVM's own stage-2
+   * tables (shared ownership); a Stage2Owner supplies a private (VFIO-style) one.
+   */
+  stage2Domain?: Domain;
 }
 
 export class VSmmu implements Mmio {
@@ -83,7 +88,7 @@ export class VSmmu implements Mmio {
       }),
       PhysMem.create({ regions: [{ base: 0, size: 65536 }] }),
     );
-    this.s2domain = host.createDomain('s2', vm.stage2);
+    this.s2domain = opts.stage2Domain ?? host.createDomain('s2', vm.stage2);
     // Until the guest programs its stream map, assigned devices get stage 2 only (the guest's reset state is bypass).
     for (const d of devices) host.routeStream(d.psid, { cbndx: this.s2domain.cbndx });
   }
