@@ -6,6 +6,11 @@
  * the same interface.
  */
 
+import type { PhysMem } from '../memory/phys.js';
+import type { Regime } from '../pgtable/regime.js';
+import type { WalkResult } from '../walk/result.js';
+import { translate as walk } from '../walk/walk.js';
+
 /** The scope of one invalidation, after the SMMU has decoded the TLBI register value. */
 export type InvalidationScope =
   /** TLBIALLNSNH / TLBIALLH: everything. */
@@ -26,6 +31,12 @@ export type InvalidationScope =
   | { kind: 'ipa'; vmid: number; ipa: number; leaf: boolean };
 
 export interface TranslationCache {
+  /**
+   * Translates `va` for access `acc` in `regime` (context bank `cb`, stream `sid`), using
+   * whatever it caches and walking on a miss. The walker's contract: true with `res.pa`, or
+   * false with the fault in `res`.
+   */
+  translate(mem: PhysMem, regime: Regime, cb: number, sid: number, va: number, acc: number, res: WalkResult): boolean;
   /** Applies one invalidation (it may complete later). */
   invalidate(scope: InvalidationScope): void;
   /** True once every invalidation issued before this call is complete (TLBSTATUS/sTLBGSTATUS read 0). */
@@ -34,6 +45,10 @@ export interface TranslationCache {
 
 /** No caching: nothing to invalidate, and every sync is complete at once. */
 export class NoCache implements TranslationCache {
+  translate(mem: PhysMem, regime: Regime, _cb: number, _sid: number, va: number, acc: number, res: WalkResult): boolean {
+    return walk(mem, regime, va, acc, res);
+  }
+
   /** Invalidations seen, by kind (for tests and statistics). */
   readonly counts: Record<InvalidationScope['kind'], number> = { all: 0, vmid: 0, context: 0, asid: 0, va: 0, ipa: 0 };
   readonly log: InvalidationScope[] = [];

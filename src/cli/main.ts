@@ -6,6 +6,7 @@
 import { Command, Option } from 'commander';
 import { checkCommand } from './check.js';
 import { demoCommand } from './demo.js';
+import { replayCachesHelp, replayCommand } from './replay.js';
 
 const program = new Command();
 program
@@ -32,6 +33,18 @@ program
   .addOption(new Option('--fraction <f>', 'fraction of the 1 GiB of VA to map (0..1]').default('1').argParser(Number))
   .action(async (opts: { seconds: number; fraction: number }) => {
     process.exitCode = await demoCommand(opts);
+  });
+
+program
+  .command('replay')
+  .description(
+    'Replay smmu-script/1 register-level scripts (files or folders of *.json, recorded ones included) on a fresh SMMU model each. Prints one line per step that does not hold, then "N passed, M failed" counting steps; exit 0 only when all pass.',
+  )
+  .argument('<paths...>', 'script files or folders')
+  .option('--json', 'print one JSON object per script per line: {"name", "steps"}, one entry per step ({"value"} for reads, the outcome in the expect schema for dma/pending, {} otherwise)')
+  .option('--caches <preset>', replayCachesHelp(), 'none')
+  .action((paths: string[], opts: { json?: boolean; caches: string }) => {
+    process.exitCode = replayCommand(paths, { json: opts.json === true, caches: opts.caches });
   });
 
 program.parseAsync(process.argv).catch((e: unknown) => {

@@ -7,6 +7,8 @@
 
 import { readFileSync } from 'node:fs';
 import { PhysMem, type RegionSpec } from '../memory/phys.js';
+import { SmmuConfigError, decodeIds } from '../smmu/id.js';
+import * as R from '../smmu/regs.js';
 import { Smmu, type DmaOutcome } from '../smmu/smmu.js';
 
 export class ScriptError extends Error {
@@ -81,7 +83,32 @@ function parseExpect(r: Reader, v: unknown, path: string): Expect {
   return r.fail(path, 'expected {"pa"}, {"abort"}, {"stall"} or {"oneOf"}');
 }
 
-/** Parses and validates a script; `registerSpace` (bytes) bounds register offsets once the IDs are known. */
+/** Bytes of register space of the instance that ID0..ID2 describe (throws SmmuConfigError for an impossible one). */
+export function registerSpaceOf(id: { id0: number; id1: number; id2: number }): number {
+  const f = decodeIds(id.id0, id.id1, id.id2);
+  return 2 * f.numPage * (1 << f.pageShift);
+}
+
+function outsideText(at: number, width: number, space: number): string {
+  return `register offset 0x${at.toString(16)} (${width} bytes) is outside the register space [0x0, 0x${space.toString(16)}) that ID1 gives`;
+}
+
+/**
+ * Checks every register step's offset against the register space (bytes); throws a ScriptError
+ * naming `$.steps[i].at` for the first offset outside it.
+ */
+export function checkRegisterOffsets(s: SmmuScript, file: string, space: number): void {
+  s.steps.forEach((st, i) => {
+    if (st.op !== 'w32' && st.op !== 'w64' && st.op !== 'r32' && st.op !== 'r64') return;
+    const width = st.op.endsWith('64') ? 8 : 4;
+    if (st.at + width > space) throw new ScriptError(file, `$.steps[${i}].at`, outsideText(st.at, width, space));
+  });
+}
+
+/**
+ * Parses and validates a script: its shape, hex values, ops, register offsets (inside the register
+ * space that ID1 gives) and pending tags (stalled by an earlier dma step). Throws ScriptError.
+ */
 export function parseScript(text: string, file: string): SmmuScript {
   const r = new Reader(file);
   let doc: unknown;
@@ -100,6 +127,14 @@ export function parseScript(text: string, file: string): SmmuScript {
     return Number(v);
   };
   const id = { id0: id32('ID0'), id1: id32('ID1'), id2: id32('ID2') };
+  // The instance must exist: the register space (and so which offsets are valid) follows from ID1.
+  let space = 0;
+  try {
+    space = registerSpaceOf(id);
+  } catch (e) {
+    if (e instanceof SmmuConfigError) r.fail('$.id', `not an SMMUv2 instance: ${e.message}`);
+    throw e;
+  }
   const memory: Array<[bigint, bigint]> = r.array(o.memory ?? [], '$.memory').map((w, i) => {
     const pair = r.array(w, `$.memory[${i}]`);
     if (pair.length !== 2) r.fail(`$.memory[${i}]`, `expected [address, value], got ${pair.length} elements`);
@@ -113,6 +148,8 @@ export function parseScript(text: string, file: string): SmmuScript {
     const offset = (): number => {
       const at = r.hex(s.at, `${p}.at`);
       if (at % 4n !== 0n || at >= 1n << 32n) r.fail(`${p}.at`, `register offset ${s.at as string} is not a 4-byte aligned 32-bit offset`);
+      const width = s.op === 'w64' || s.op === 'r64' ? 8 : 4;
+      if (Number(at) + width > space) r.fail(`${p}.at`, outsideText(Number(at), width, space));
       return Number(at);
     };
     switch (s.op) {
@@ -160,10 +197,17 @@ export function parseScript(text: string, file: string): SmmuScript {
 export interface StepResult {
   index: number;
   op: Step['op'];
+  /** What the step touches, for messages: `0x10058`, or `sid 0x5 va 0x12345000 w unpriv`, or `tag 1`. */
+  what: string;
   pass: boolean;
+  /** The expectation as text: a register value (with its mask), or the `expect` object as JSON; '' for writes and mem. */
   expected: string;
+  /** What happened, in the same form; '' for writes and mem. */
   actual: string;
-  /** The outcome in the `expect` schema (dma/pending), the value read (r32/r64), or {} for writes and mem. */
+  /**
+   * The outcome in the `expect` schema (dma/pending: {"pa"}, {"abort": true} or {"stall": N} with
+   * N in the script's own tag numbering), the value read (r32/r64: {"value"}), or {} for writes and mem.
+   */
   json: Record<string, unknown>;
 }
 
@@ -173,33 +217,109 @@ export interface ScriptOutcome {
   steps: StepResult[];
 }
 
-function outcomeJson(o: DmaOutcome | null): Record<string, unknown> {
-  if (o === null) return { error: 'unknown tag' };
-  if (o.kind === 'pa') return { pa: '0x' + BigInt.asUintN(64, BigInt(o.pa)).toString(16) };
-  if (o.kind === 'stall') return { stall: o.tag };
+export type SmmuBuilder = (mem: PhysMem, script: SmmuScript) => Smmu;
+
+/** Reads of these registers wait: the replay repeats the read until ACTIVE (bit 0) is clear (SMMU-SCRIPT.md). */
+export function isWaitRegister(f: { pageShift: number; numPage: number }, off: number): boolean {
+  const page = Math.floor(off / (1 << f.pageShift));
+  const r = off % (1 << f.pageShift);
+  if (page === 0) return r === R.GR0_sTLBGSTATUS;
+  return page >= f.numPage && (r === R.CB_TLBSTATUS || r === R.CB_ATSR);
+}
+
+/** How many times a waiting read is repeated before it is compared anyway. */
+export const WAIT_READS = 1000;
+
+function stallTags(e: Expect): number[] {
+  return 'stall' in e ? [e.stall] : 'oneOf' in e ? e.oneOf.flatMap(stallTags) : [];
+}
+
+/**
+ * The script's tags and the model's: a script tag names a transaction that a dma step expected to
+ * stall. It is bound to the model's tag when the model stalls it, or settled with the outcome the
+ * transaction had at once when the model did not stall it (a later `pending` step then reports
+ * that outcome). Model tags the script never named get numbers above every tag the script uses.
+ */
+class TagMap {
+  private readonly toModel = new Map<number, number>();
+  private readonly toScript = new Map<number, number>();
+  private readonly settled = new Map<number, DmaOutcome>();
+  private next: number;
+
+  constructor(s: SmmuScript) {
+    let max = 0;
+    for (const st of s.steps) {
+      if (st.op === 'pending') max = Math.max(max, st.tag);
+      if (st.op === 'dma' || st.op === 'pending') for (const t of stallTags(st.expect)) max = Math.max(max, t);
+    }
+    this.next = max + 1;
+  }
+
+  /** Binds script tag `s` to model tag `m` unless either is bound already; true when `s` names `m`. */
+  bind(s: number, m: number): boolean {
+    const bound = this.toModel.get(s);
+    if (bound !== undefined) return bound === m;
+    if (this.toScript.has(m) || this.settled.has(s)) return false;
+    this.toModel.set(s, m);
+    this.toScript.set(m, s);
+    return true;
+  }
+
+  /** After a dma step: script tags its expect names that are still unbound follow this transaction. */
+  settle(e: Expect, o: DmaOutcome): void {
+    for (const t of stallTags(e)) {
+      if (this.toModel.has(t) || this.settled.has(t)) continue;
+      if (o.kind === 'stall' && !this.toScript.has(o.tag)) this.bind(t, o.tag);
+      else if (o.kind !== 'stall') this.settled.set(t, o);
+    }
+  }
+
+  /** The outcome now of the transaction that script tag `s` names; null when none does. */
+  pending(smmu: Smmu, s: number): DmaOutcome | null {
+    const m = this.toModel.get(s);
+    if (m !== undefined) return smmu.pending(m);
+    return this.settled.get(s) ?? null;
+  }
+
+  scriptTag(m: number): number {
+    let s = this.toScript.get(m);
+    if (s === undefined) {
+      s = this.next++;
+      this.toScript.set(m, s);
+      this.toModel.set(s, m);
+    }
+    return s;
+  }
+}
+
+function hexPa(pa: number): string {
+  return '0x' + BigInt.asUintN(64, BigInt(pa)).toString(16);
+}
+
+/** An outcome in the `expect` schema, with stall tags in the script's numbering. */
+function outcomeJson(o: DmaOutcome, tags: TagMap): Record<string, unknown> {
+  if (o.kind === 'pa') return { pa: hexPa(o.pa) };
+  if (o.kind === 'stall') return { stall: tags.scriptTag(o.tag) };
   return { abort: true };
 }
 
-function matches(e: Expect, o: DmaOutcome | null, tagMap: Map<number, number>): boolean {
-  if (o === null) return false;
-  if ('oneOf' in e) return e.oneOf.some((x) => matches(x, o, tagMap));
+function matches(e: Expect, o: DmaOutcome, tags: TagMap): boolean {
+  if ('oneOf' in e) return e.oneOf.some((x) => matches(x, o, tags));
   if ('pa' in e) return o.kind === 'pa' && BigInt.asUintN(64, BigInt(o.pa)) === e.pa;
   if ('abort' in e) return o.kind === 'abort';
-  if (o.kind !== 'stall') return false;
-  // Script tags name stalled transactions; bind each to the model's tag the first time it appears.
-  const bound = tagMap.get(e.stall);
-  if (bound === undefined) {
-    tagMap.set(e.stall, o.tag);
-    return true;
-  }
-  return bound === o.tag;
+  return o.kind === 'stall' && tags.bind(e.stall, o.tag);
 }
 
-function expectText(e: Expect): string {
-  if ('oneOf' in e) return `oneOf(${e.oneOf.map(expectText).join(', ')})`;
-  if ('pa' in e) return `pa 0x${e.pa.toString(16)}`;
-  if ('abort' in e) return 'abort';
-  return `stall ${e.stall}`;
+/** An `expect` object as the script writes it. */
+export function expectJson(e: Expect): unknown {
+  if ('oneOf' in e) return { oneOf: e.oneOf.map(expectJson) };
+  if ('pa' in e) return { pa: '0x' + e.pa.toString(16) };
+  if ('abort' in e) return { abort: true };
+  return { stall: e.stall };
+}
+
+function hexW(v: bigint, digits: number): string {
+  return '0x' + v.toString(16).padStart(digits, '0');
 }
 
 /** The script's memory: every 64 KiB page named by `memory` or a `mem` step is RAM; the rest reads as zero. */
@@ -218,57 +338,69 @@ export function scriptMemory(s: SmmuScript): PhysMem {
   return mem;
 }
 
-/** Runs every step; a step that does not hold is reported and the later steps still run. */
-export function runScript(s: SmmuScript, file: string, build?: (mem: PhysMem) => Smmu): ScriptOutcome {
+/**
+ * Runs every step on a fresh model (from `build`, default: `new Smmu(s.id, mem)`, uncached); a
+ * step that does not hold is reported and the later steps still run. Register offsets are checked
+ * against the model's register space before any step runs (a ScriptError naming the step).
+ */
+export function runScript(s: SmmuScript, file: string, build?: SmmuBuilder): ScriptOutcome {
   const mem = scriptMemory(s);
-  const smmu = build ? build(mem) : new Smmu(s.id, mem);
-  const space = smmu.registerSpaceBytes;
-  const tagMap = new Map<number, number>();
+  const smmu = build ? build(mem, s) : new Smmu(s.id, mem);
+  checkRegisterOffsets(s, file, smmu.registerSpaceBytes);
+  const tags = new TagMap(s);
   const results = s.steps.map((st, index): StepResult => {
-    const base = { index, op: st.op };
-    if ((st.op === 'w32' || st.op === 'w64' || st.op === 'r32' || st.op === 'r64') && st.at + (st.op.endsWith('64') ? 8 : 4) > space) {
-      return { ...base, pass: false, expected: `an offset below 0x${space.toString(16)}`, actual: `0x${st.at.toString(16)} is outside the register space`, json: { error: 'offset outside the register space' } };
-    }
     switch (st.op) {
       case 'w32':
-        smmu.write32(st.at, Number(st.value));
-        return { ...base, pass: true, expected: '', actual: '', json: {} };
-      case 'w64':
-        smmu.write64(st.at, st.value);
-        return { ...base, pass: true, expected: '', actual: '', json: {} };
+      case 'w64': {
+        if (st.op === 'w32') smmu.write32(st.at, Number(st.value));
+        else smmu.write64(st.at, st.value);
+        return { index, op: st.op, what: `0x${st.at.toString(16)}`, pass: true, expected: '', actual: '', json: {} };
+      }
       case 'r32':
       case 'r64': {
-        const v = st.op === 'r32' ? BigInt(smmu.read32(st.at)) : smmu.read64(st.at);
-        const mask = st.mask ?? (st.op === 'r32' ? 0xffffffffn : 0xffffffffffffffffn);
-        const pass = (v & mask) === (st.expect & mask);
+        const read = (): bigint => (st.op === 'r32' ? BigInt(smmu.read32(st.at)) : smmu.read64(st.at));
+        let v = read();
+        if (isWaitRegister(smmu.features, st.at)) for (let i = 1; i < WAIT_READS && (v & 1n) !== 0n; i++) v = read();
+        const full = st.op === 'r32' ? 0xffffffffn : 0xffffffffffffffffn;
+        const mask = st.mask ?? full;
         const w = st.op === 'r32' ? 8 : 16;
         return {
-          ...base,
-          pass,
-          expected: `0x${st.expect.toString(16).padStart(w, '0')}${st.mask === null ? '' : ` (mask 0x${st.mask.toString(16)})`}`,
-          actual: `0x${v.toString(16).padStart(w, '0')}`,
-          json: { value: '0x' + v.toString(16).padStart(w, '0') },
+          index,
+          op: st.op,
+          what: `0x${st.at.toString(16)}`,
+          pass: (v & mask) === (st.expect & mask),
+          expected: `${hexW(st.expect, w)}${st.mask === null ? '' : ` (mask ${hexW(st.mask, w)})`}`,
+          actual: hexW(v, w),
+          json: { value: hexW(v, w) },
         };
       }
       case 'mem':
         mem.write64(st.at, st.value);
-        return { ...base, pass: true, expected: '', actual: '', json: {} };
+        return { index, op: st.op, what: `0x${st.at.toString(16)}`, pass: true, expected: '', actual: '', json: {} };
       case 'dma': {
         const o = smmu.dma(st.sid, Number(BigInt.asIntN(64, st.va)), st.acc, st.priv);
-        const json = outcomeJson(o);
-        return { ...base, pass: matches(st.expect, o, tagMap), expected: expectText(st.expect), actual: JSON.stringify(json), json };
+        const pass = matches(st.expect, o, tags);
+        tags.settle(st.expect, o);
+        const json = outcomeJson(o, tags);
+        const what = `sid 0x${st.sid.toString(16)} va 0x${st.va.toString(16)} ${st.acc} ${st.priv ? 'priv' : 'unpriv'}`;
+        return { index, op: st.op, what, pass, expected: JSON.stringify(expectJson(st.expect)), actual: JSON.stringify(json) + (o.kind === 'abort' && !pass ? ` (${o.reason})` : ''), json };
       }
       case 'pending': {
-        const tag = tagMap.get(st.tag);
-        const o = tag === undefined ? null : smmu.pending(tag);
-        const json = outcomeJson(o);
-        return { ...base, pass: matches(st.expect, o, tagMap), expected: expectText(st.expect), actual: JSON.stringify(json), json };
+        const o = tags.pending(smmu, st.tag);
+        const expected = JSON.stringify(expectJson(st.expect));
+        if (o === null) {
+          // Unreachable for parsed scripts (parseScript checks that an earlier dma step stalled the tag).
+          return { index, op: st.op, what: `tag ${st.tag}`, pass: false, expected, actual: 'no transaction has this tag', json: {} };
+        }
+        const pass = matches(st.expect, o, tags);
+        const json = outcomeJson(o, tags);
+        return { index, op: st.op, what: `tag ${st.tag}`, pass, expected, actual: JSON.stringify(json) + (o.kind === 'abort' && !pass ? ` (${o.reason})` : ''), json };
       }
     }
   });
   return { file, name: s.name, steps: results };
 }
 
-export function runScriptFile(file: string): ScriptOutcome {
-  return runScript(parseScript(readFileSync(file, 'utf8'), file), file);
+export function runScriptFile(file: string, build?: SmmuBuilder): ScriptOutcome {
+  return runScript(parseScript(readFileSync(file, 'utf8'), file), file, build);
 }

@@ -210,6 +210,8 @@ export class Smmu {
 
   /** Reads a 64-bit register (or two adjacent 32-bit ones) as a BigInt. */
   read64(off: number): bigint {
+    // Like write64: all 8 bytes must lie inside the register space (a read at -4 must not return sCR0 as its top half).
+    if (!(off >= 0 && off % 4 === 0 && off + 8 <= this.registerSpaceBytes)) return this.bad(`read64 at 0x${off.toString(16)} is outside the register space or misaligned`, 0n);
     const lo = this.read32(off);
     const hi = this.read32(off + 4);
     return (BigInt(hi) << 32n) | BigInt(lo);
@@ -222,7 +224,8 @@ export class Smmu {
 
   /** Writes a 64-bit register (or two adjacent 32-bit ones). */
   write64(off: number, value: bigint | number): void {
-    const v = BigInt.asUintN(64, BigInt(value));
+    // A number converts like write32's ToUint32: truncated, NaN and infinities as 0 (BigInt() would throw).
+    const v = BigInt.asUintN(64, typeof value === 'bigint' ? value : BigInt(Number.isFinite(value) ? Math.trunc(value) : 0));
     this.write(off, Number(v & 0xffffffffn), Number(v >> 32n), true);
   }
 
@@ -496,7 +499,9 @@ export class Smmu {
     const half = r & 4;
     const base = r - half;
     const setPair = (pair: number[]): void => {
-      if (is64) {
+      // A 64-bit write at the high half (offset 4 mod 8) writes only that half: it must not
+      // put its low word into the register's low half, below the bytes addressed.
+      if (is64 && half === 0) {
         pair[0] = lo;
         pair[1] = hi;
       } else pair[half >> 2] = lo;
@@ -631,6 +636,8 @@ export class Smmu {
     }
     if (enabled) this.fillStage1(n, ctx, nested ? f.iasBits : f.oasBits);
     if (!ctx.regime.s1 && !ctx.regime.s2 && ctx.configFaultStage === 0 && !ctx.s2Fault) ctx.mode = 'bypass';
+    // Cache entries are tagged with the bank's VMID (the one its TLB maintenance names).
+    ctx.regime.vmid = ctx.vmid;
     return ctx;
   }
 
@@ -806,7 +813,7 @@ export class Smmu {
       return this.contextFault(txn, ctx.configFaultStage === 2 && ctx.s2Bank >= 0 ? ctx.s2Bank : cb, cb, res);
     }
     const acc = (txn.acc === 'w' ? ACC_WRITE : txn.acc === 'x' ? ACC_EXEC : ACC_READ) | (txn.priv ? 0 : ACC_UNPRIV);
-    const ok = translate(this.mem, ctx.regime, txn.va, acc, res);
+    const ok = this.cache.translate(this.mem, ctx.regime, cb, txn.sid, txn.va, acc, res);
     if (ok) {
       if (ctx.s2Fault) return this.finish(txn, { kind: 'abort', reason: `context bank ${cb}: CBAR.TYPE 2, stage 2 faults every access` });
       return this.finish(txn, { kind: 'pa', pa: res.pa });

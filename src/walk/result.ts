@@ -61,6 +61,9 @@ export class WalkResult {
   s2Level = -1;
   /** log2 of the mapping size a TLB may cache: the smaller of the two stages' leaves. */
   sizeShift = 0;
+  /** log2 of the stage-1 leaf's size and of the stage-2 leaf's size (0 when that stage is off). */
+  s1SizeShift = 0;
+  s2SizeShift = 0;
   /** Effective permissions, PERM_* bits, both stages combined. */
   perm = 0;
   /** Stage 1 AttrIndx, SH, nG (0/1). */
@@ -93,6 +96,8 @@ export class WalkResult {
     this.faultIpa = -1;
     this.s1Level = -1;
     this.s2Level = -1;
+    this.s1SizeShift = 0;
+    this.s2SizeShift = 0;
     this.reads = 0;
   }
 

@@ -137,6 +137,7 @@ export function walkStage2(mem: PhysMem, root: TableRoot, kind: number, res: Wal
     if (!s1ptw) {
       res.s2Level = level;
       res.sizeShift = shift;
+      res.s2SizeShift = shift;
       res.perm = (r ? PERM_PR | PERM_UR : 0) | (w ? PERM_PW | PERM_UW : 0) | (x ? PERM_PX | PERM_UX : 0);
       res.memAttr = (lo >>> S2_MEMATTR_SHIFT) & S2_MEMATTR_MASK;
       res.s2Sh = (lo >>> SH_SHIFT) & SH_MASK;
@@ -229,6 +230,7 @@ export function walkStage1(mem: PhysMem, regime: Regime, va: number, acc: number
     const pageMask = (1 << shift) - 1;
     res.s1Level = level;
     res.sizeShift = shift;
+    res.s1SizeShift = shift;
     res.perm = perm;
     res.attrIndx = (lo >>> S1_ATTRINDX_SHIFT) & S1_ATTRINDX_MASK;
     res.sh = (lo >>> SH_SHIFT) & SH_MASK;

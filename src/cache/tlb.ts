@@ -1,0 +1,354 @@
+/**
+ * A translation lookaside buffer: `sets` x `ways` entries in typed arrays
+ * (struct of arrays, no object per entry), from direct-mapped (ways = 1) to
+ * fully associative (sets = 1).
+ *
+ * An entry maps one naturally aligned region of 2^size bytes (a page or a
+ * block, or the smaller of two stages' leaves for a combined entry). It is
+ * tagged with the context bank, the VMID and the ASID (or GLOBAL for nG = 0
+ * entries), and indexed by its page number at its own size. A lookup probes
+ * one key per size class that the TLB currently holds (QEMU's
+ * smmu_iotlb_lookup_all_levels does the same per level), so a block entry is
+ * found from any address inside it; an invalidation by address removes every
+ * entry that contains the address, whatever its size.
+ */
+
+export type Replacement = 'lru' | 'plru' | 'round-robin' | 'random' | 'fifo' | 'flush-when-full';
+
+export interface TlbGeometry {
+  entries: number;
+  /** Ways per set: 1 = direct-mapped, `entries` = fully associative. */
+  ways: number;
+  replacement: Replacement;
+  /** Seed for `random` replacement. */
+  seed?: number;
+}
+
+export interface TlbStats {
+  lookups: number;
+  hits: number;
+  misses: number;
+  fills: number;
+  evictions: number;
+  invalidated: number;
+  /** Fills dropped because an invalidation happened after the walk began (see TranslationCaches). */
+  droppedFills: number;
+  /** Whole-TLB flushes done by `flush-when-full`. */
+  flushes: number;
+}
+
+/** ASID value of an entry that matches every ASID (nG = 0). */
+export const GLOBAL = -1;
+/** `cb` of an entry that matches every context bank (a stage-2 entry shared by a VMID). */
+export const ANY_CB = -1;
+
+import { INV_POW2, POW2 } from '../pgtable/geometry.js';
+
+const INV_TWO32 = 1 / 4294967296;
+
+export class TlbError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'TlbError';
+  }
+}
+
+export class Tlb {
+  readonly entries: number;
+  readonly ways: number;
+  readonly sets: number;
+  private readonly setMask: number;
+  readonly replacement: Replacement;
+  readonly stats: TlbStats = { lookups: 0, hits: 0, misses: 0, fills: 0, evictions: 0, invalidated: 0, droppedFills: 0, flushes: 0 };
+
+  // Per slot (set * ways + way). size = 0 marks an invalid slot.
+  readonly size: Uint8Array;
+  readonly key: Float64Array; // input address / 2^size (a signed number for the TTBR1 half)
+  readonly cb: Int32Array;
+  readonly vmid: Int32Array;
+  readonly asid: Int32Array;
+  /** Output base (PA, or IPA for a stage-1-only entry) of the region. */
+  readonly out: Float64Array;
+  /** IPA base of the region for combined entries (-1 when not known). */
+  readonly ipa: Float64Array;
+  readonly perm: Uint8Array;
+  /** Whatever the owner wants to keep with the entry (attributes, levels). */
+  readonly aux: Int32Array;
+  private readonly stamp: Float64Array;
+
+  // Per set replacement state.
+  private readonly plru: Int32Array;
+  private readonly fifo: Int32Array;
+  private rr = 0;
+  private clock = 0;
+  private rand: number;
+  private valid = 0;
+  /** Valid entries per size class (index: log2 size), so lookups skip absent sizes. */
+  private readonly sizeCount = new Int32Array(64);
+  private sizesPresent: number[] = [];
+
+  constructor(g: TlbGeometry) {
+    const { entries, ways } = g;
+    if (!Number.isInteger(entries) || entries < 1) throw new TlbError(`entries must be a positive integer, got ${entries}`);
+    if (!Number.isInteger(ways) || ways < 1 || ways > entries) throw new TlbError(`ways must be 1..entries (${entries}), got ${ways}`);
+    if (entries % ways !== 0) throw new TlbError(`entries (${entries}) must be a multiple of ways (${ways})`);
+    const sets = entries / ways;
+    if ((sets & (sets - 1)) !== 0) throw new TlbError(`entries / ways must be a power of two (got ${sets} sets)`);
+    if (g.replacement === 'plru' && (ways & (ways - 1)) !== 0) throw new TlbError(`tree PLRU needs a power-of-two number of ways, got ${ways}`);
+    if (g.replacement === 'plru' && ways > 32) throw new TlbError('tree PLRU supports at most 32 ways');
+    this.entries = entries;
+    this.ways = ways;
+    this.sets = sets;
+    this.setMask = sets - 1;
+    this.replacement = g.replacement;
+    this.size = new Uint8Array(entries);
+    this.key = new Float64Array(entries);
+    this.cb = new Int32Array(entries);
+    this.vmid = new Int32Array(entries);
+    this.asid = new Int32Array(entries);
+    this.out = new Float64Array(entries);
+    this.ipa = new Float64Array(entries);
+    this.perm = new Uint8Array(entries);
+    this.aux = new Int32Array(entries);
+    this.stamp = new Float64Array(entries);
+    this.plru = new Int32Array(sets);
+    this.fifo = new Int32Array(sets);
+    this.rand = (g.seed ?? 0x2545f491) >>> 0 || 1;
+  }
+
+  /** Number of valid entries. */
+  get occupancy(): number {
+    return this.valid;
+  }
+
+  private setOf(key: number, size: number): number {
+    // Mix the low and high words of the page number with the size class.
+    const lo = key | 0;
+    const hi = (key * INV_TWO32) | 0;
+    return (lo ^ hi ^ Math.imul(size, 0x9e3779b1) ^ (lo >>> 13)) & this.setMask;
+  }
+
+  /**
+   * Finds the entry translating `va` for (cb, vmid, asid); returns its slot or -1.
+   * `cb` may be ANY_CB in an entry to match every bank; `asid` GLOBAL in an entry to match every ASID.
+   */
+  lookup(cb: number, vmid: number, asid: number, va: number): number {
+    this.stats.lookups++;
+    const sizes = this.sizesPresent;
+    const ways = this.ways;
+    for (let k = 0; k < sizes.length; k++) {
+      const s = sizes[k]!;
+      const key = Math.floor(va * INV_POW2[s]!);
+      const base = this.setOf(key, s) * ways;
+      for (let w = base; w < base + ways; w++) {
+        if (
+          this.size[w] === s &&
+          this.key[w] === key &&
+          this.vmid[w] === vmid &&
+          (this.cb[w] === cb || this.cb[w] === ANY_CB) &&
+          (this.asid[w] === asid || this.asid[w] === GLOBAL)
+        ) {
+          this.touch(w, base);
+          this.stats.hits++;
+          return w;
+        }
+      }
+    }
+    this.stats.misses++;
+    return -1;
+  }
+
+  private touch(slot: number, base: number): void {
+    switch (this.replacement) {
+      case 'lru':
+        this.stamp[slot] = ++this.clock;
+        return;
+      case 'plru': {
+        // Tree PLRU: on each level, point away from the half that holds the touched way.
+        const ways = this.ways;
+        const set = base / ways;
+        let bits = this.plru[set]!;
+        let node = 1;
+        let lo = 0;
+        let span = ways;
+        const way = slot - base;
+        while (span > 1) {
+          span >>= 1;
+          const right = way >= lo + span;
+          if (right) {
+            bits &= ~(1 << node); // 0: the next victim is on the left
+            lo += span;
+            node = node * 2 + 1;
+          } else {
+            bits |= 1 << node; // 1: the next victim is on the right
+            node = node * 2;
+          }
+        }
+        this.plru[set] = bits;
+        return;
+      }
+      default:
+        return;
+    }
+  }
+
+  private victim(base: number): number {
+    const ways = this.ways;
+    for (let w = base; w < base + ways; w++) if (this.size[w] === 0) return w;
+    switch (this.replacement) {
+      case 'lru': {
+        let v = base;
+        for (let w = base + 1; w < base + ways; w++) if (this.stamp[w]! < this.stamp[v]!) v = w;
+        return v;
+      }
+      case 'plru': {
+        const bits = this.plru[base / ways]!;
+        let node = 1;
+        let lo = 0;
+        let span = ways;
+        while (span > 1) {
+          span >>= 1;
+          if ((bits & (1 << node)) !== 0) {
+            lo += span;
+            node = node * 2 + 1;
+          } else node = node * 2;
+        }
+        return base + lo;
+      }
+      case 'round-robin': {
+        // One counter for the whole cache (gem5's round-robin).
+        const v = base + (this.rr % ways);
+        this.rr = (this.rr + 1) % ways;
+        return v;
+      }
+      case 'random': {
+        let x = this.rand;
+        x ^= x << 13;
+        x ^= x >>> 17;
+        x ^= x << 5;
+        this.rand = x >>> 0;
+        return base + (this.rand % ways);
+      }
+      case 'fifo': {
+        const set = base / ways;
+        const v = base + this.fifo[set]!;
+        this.fifo[set] = (this.fifo[set]! + 1) % ways;
+        return v;
+      }
+      case 'flush-when-full':
+        return -1;
+    }
+  }
+
+  /**
+   * Inserts an entry for the 2^size region containing `va`. Returns the slot used. An entry for
+   * the same region and tags is replaced in place.
+   */
+  fill(cb: number, vmid: number, asid: number, va: number, size: number, out: number, ipa: number, perm: number, aux: number): number {
+    if (!(size >= 1 && size < 64)) throw new TlbError(`entry size 2^${size} is out of range`);
+    const key = Math.floor(va * INV_POW2[size]!);
+    const base = this.setOf(key, size) * this.ways;
+    let slot = -1;
+    for (let w = base; w < base + this.ways; w++) {
+      if (this.size[w] === size && this.key[w] === key && this.vmid[w] === vmid && this.cb[w] === cb && this.asid[w] === asid) {
+        slot = w;
+        break;
+      }
+    }
+    if (slot < 0) {
+      slot = this.victim(base);
+      if (slot < 0) {
+        // flush-when-full: QEMU wipes its IOTLB when an insertion finds it full.
+        if (this.valid >= this.entries || this.setFull(base)) {
+          this.stats.flushes++;
+          this.stats.evictions += this.valid;
+          this.clearAll();
+        }
+        slot = this.victim(base);
+      } else if (this.size[slot] !== 0) {
+        this.stats.evictions++;
+        this.drop(slot);
+      }
+    } else {
+      this.drop(slot);
+    }
+    this.size[slot] = size;
+    this.key[slot] = key;
+    this.cb[slot] = cb;
+    this.vmid[slot] = vmid;
+    this.asid[slot] = asid;
+    this.out[slot] = out - (((out % 2 ** size) + 2 ** size) % 2 ** size);
+    this.ipa[slot] = ipa < 0 ? -1 : ipa - (ipa % 2 ** size);
+    this.perm[slot] = perm;
+    this.aux[slot] = aux;
+    this.valid++;
+    if (this.sizeCount[size]++ === 0) this.recomputeSizes();
+    this.stamp[slot] = ++this.clock;
+    if (this.replacement === 'plru') this.touch(slot, base);
+    this.stats.fills++;
+    return slot;
+  }
+
+  private setFull(base: number): boolean {
+    for (let w = base; w < base + this.ways; w++) if (this.size[w] === 0) return false;
+    return true;
+  }
+
+  private recomputeSizes(): void {
+    const s: number[] = [];
+    for (let i = 0; i < 64; i++) if (this.sizeCount[i]! > 0) s.push(i);
+    this.sizesPresent = s;
+  }
+
+  private drop(slot: number): void {
+    const s = this.size[slot]!;
+    if (s === 0) return;
+    this.size[slot] = 0;
+    this.valid--;
+    if (--this.sizeCount[s]! === 0) this.recomputeSizes();
+  }
+
+  private clearAll(): void {
+    this.size.fill(0);
+    this.sizeCount.fill(0);
+    this.sizesPresent = [];
+    this.valid = 0;
+  }
+
+  /** The output address for `va` through the entry in `slot`. */
+  outputOf(slot: number, va: number): number {
+    return this.out[slot]! + (va - this.key[slot]! * POW2[this.size[slot]!]!);
+  }
+
+  /** Removes every entry for which `match(slot)` is true; returns how many. */
+  invalidateWhere(match: (slot: number) => boolean): number {
+    let n = 0;
+    for (let w = 0; w < this.entries; w++) {
+      if (this.size[w] !== 0 && match(w)) {
+        this.drop(w);
+        n++;
+      }
+    }
+    this.stats.invalidated += n;
+    return n;
+  }
+
+  /** Whether the entry in `slot` covers input address `va`. */
+  covers(slot: number, va: number): boolean {
+    return Math.floor(va * INV_POW2[this.size[slot]!]!) === this.key[slot];
+  }
+
+  /** Whether the entry's IPA range covers `ipa` (combined entries with a known IPA). */
+  coversIpa(slot: number, ipa: number): boolean {
+    const base = this.ipa[slot]!;
+    return base >= 0 && ipa >= base && ipa < base + 2 ** this.size[slot]!;
+  }
+
+  /** Removes everything. */
+  invalidateAll(): number {
+    const n = this.valid;
+    this.clearAll();
+    this.stats.invalidated += n;
+    return n;
+  }
+}
