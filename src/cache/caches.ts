@@ -30,6 +30,7 @@ import { ACC_EXEC, ACC_KIND_MASK, ACC_UNPRIV, ACC_WRITE, PERM_PR, PERM_PW, PERM_
 import { translate, walkStage2 } from '../walk/walk.js';
 import type { InvalidationScope, TranslationCache } from './interface.js';
 import { ANY_CB, GLOBAL, Tlb, type TlbGeometry, type TlbStats } from './tlb.js';
+import { WalkCaches, type WalkCacheConfig } from './walk-caches.js';
 
 /** What an entry was made from (kept in Tlb.aux). */
 const KIND_S1 = 1; // stage 1 only (stage 2 off)
@@ -49,6 +50,8 @@ export interface CacheConfig {
   s2?: TlbGeometry;
   /** Whether IPA invalidations also remove combined entries (default 'architectural': they need not). */
   ipaInvalidation?: 'architectural' | 'conservative';
+  /** Walk caches per stage and level, and the nested-dimension cache (src/cache/walk-caches.ts). */
+  walk?: WalkCacheConfig;
 }
 
 function permBit(acc: number): number {
@@ -71,6 +74,7 @@ export class TranslationCaches implements TranslationCache {
   readonly main: Tlb | null;
   readonly s1: Tlb | null;
   readonly s2: Tlb | null;
+  readonly walk: WalkCaches | null;
   private readonly micro = new Map<number, Tlb>();
   readonly stats: CacheStats = { translations: 0, hits: 0, walks: 0, descriptorReads: 0 };
   /** Bumped by every invalidation; fills from walks that began before the bump are dropped. */
@@ -90,6 +94,7 @@ export class TranslationCaches implements TranslationCache {
     this.main = config.main ? new Tlb(config.main) : null;
     this.s1 = config.s1 ? new Tlb(config.s1) : null;
     this.s2 = config.s2 ? new Tlb(config.s2) : null;
+    this.walk = config.walk ? new WalkCaches(config.walk) : null;
     this.conservativeIpa = config.ipaInvalidation === 'conservative';
   }
 
@@ -116,6 +121,7 @@ export class TranslationCaches implements TranslationCache {
     add('main', this.main);
     add('s1', this.s1);
     add('s2', this.s2);
+    if (this.walk !== null) Object.assign(out, this.walk.stats());
     return out;
   }
 
@@ -148,6 +154,8 @@ export class TranslationCaches implements TranslationCache {
     }
 
     const epoch = this.epoch;
+    const walk = this.walk;
+    if (walk !== null) walk.walkEpoch = walk.epoch;
     // 2. Split: a stage-1 hit gives the IPA; the stage-2 cache (or a stage-2 walk) the PA.
     if (this.s1 !== null && kind !== KIND_S2) {
       const t = this.s1;
@@ -174,7 +182,7 @@ export class TranslationCaches implements TranslationCache {
 
     // 3. Walk.
     this.stats.walks++;
-    const ok = translate(mem, regime, va, acc, res);
+    const ok = translate(mem, regime, va, acc, res, walk);
     this.stats.descriptorReads += res.reads;
     if (this.afterWalk !== null) this.afterWalk();
     if (!ok) return false;
@@ -217,7 +225,7 @@ export class TranslationCaches implements TranslationCache {
     this.stats.walks++;
     res.reset();
     res.s2In = ipa;
-    const ok = walkStage2(mem, regime.vttbr, acc & ACC_KIND_MASK, res, false) === 0;
+    const ok = walkStage2(mem, regime.vttbr, acc & ACC_KIND_MASK, res, false, this.walk, regime) === 0;
     this.stats.descriptorReads += res.reads;
     if (this.afterWalk !== null) this.afterWalk();
     if (!ok) return false;
@@ -255,6 +263,7 @@ export class TranslationCaches implements TranslationCache {
   /** Applies one invalidation to every structure, exactly as its scope says. */
   invalidate(scope: InvalidationScope): void {
     this.epoch++;
+    this.walk?.invalidate(scope);
     const combined: Tlb[] = [];
     if (this.main !== null) combined.push(this.main);
     for (const t of this.micro.values()) combined.push(t);

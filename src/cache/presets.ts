@@ -30,6 +30,31 @@ export const CACHE_PRESETS: Record<string, CacheConfig | null> = {
     main: { entries: 2048, ways: 4, replacement: 'round-robin' },
     ipaInvalidation: 'architectural',
   },
+  /**
+   * MMU-600-like: a micro-TLB per stream, a 2048-entry main TLB, and 8 walk caches of 256
+   * entries (4-way): stage-1 tables at levels 1-3, stage-2 tables at levels 1-3 (one structure
+   * per level, shared geometry), and the nested-dimension cache of stage-1 table pages.
+   */
+  mmu600: {
+    name: 'mmu600',
+    micro: { entries: 32, ways: 32, replacement: 'lru' },
+    main: { entries: 2048, ways: 4, replacement: 'plru' },
+    walk: {
+      s1: { entries: 256, ways: 4, replacement: 'plru' },
+      s2: { entries: 256, ways: 4, replacement: 'plru' },
+      ptw: { entries: 256, ways: 4, replacement: 'plru' },
+    },
+    ipaInvalidation: 'architectural',
+  },
+  /** Walk caches alone (no TLB): every translation walks, from the deepest cached table. */
+  'walk-only': {
+    name: 'walk-only',
+    walk: {
+      s1: { entries: 256, ways: 4, replacement: 'lru' },
+      s2: { entries: 256, ways: 4, replacement: 'lru' },
+      ptw: { entries: 256, ways: 4, replacement: 'lru' },
+    },
+  },
   /** A combined VA -> PA TLB, 512 entries 4-way LRU. */
   combined: { name: 'combined', main: { entries: 512, ways: 4, replacement: 'lru' }, ipaInvalidation: 'architectural' },
   /** The same, removing combined entries on IPA invalidations too. */

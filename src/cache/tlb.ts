@@ -244,7 +244,7 @@ export class Tlb {
    * Inserts an entry for the 2^size region containing `va`. Returns the slot used. An entry for
    * the same region and tags is replaced in place.
    */
-  fill(cb: number, vmid: number, asid: number, va: number, size: number, out: number, ipa: number, perm: number, aux: number): number {
+  fill(cb: number, vmid: number, asid: number, va: number, size: number, out: number, ipa: number, perm: number, aux: number, alignOut = true): number {
     if (!(size >= 1 && size < 64)) throw new TlbError(`entry size 2^${size} is out of range`);
     const key = Math.floor(va * INV_POW2[size]!);
     const base = this.setOf(key, size) * this.ways;
@@ -277,7 +277,8 @@ export class Tlb {
     this.cb[slot] = cb;
     this.vmid[slot] = vmid;
     this.asid[slot] = asid;
-    this.out[slot] = out - (((out % 2 ** size) + 2 ** size) % 2 ** size);
+    // Translation entries keep the output base of the region; walk-cache entries a table address as is.
+    this.out[slot] = alignOut ? out - (((out % 2 ** size) + 2 ** size) % 2 ** size) : out;
     this.ipa[slot] = ipa < 0 ? -1 : ipa - (ipa % 2 ** size);
     this.perm[slot] = perm;
     this.aux[slot] = aux;

@@ -73,6 +73,8 @@ export class Regime {
   asid = 0;
   /** VMID (tags caches only). */
   vmid = 0;
+  /** The context bank this regime belongs to (tags stage-1 walk caches; 0 outside an SMMU). */
+  cb = 0;
 }
 
 /** Stage 1 TCR fields, as the register holds them (TCR_EL1 layout; SMMU_CBn_TCR + TCR2). */

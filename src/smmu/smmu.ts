@@ -636,8 +636,9 @@ export class Smmu {
     }
     if (enabled) this.fillStage1(n, ctx, nested ? f.iasBits : f.oasBits);
     if (!ctx.regime.s1 && !ctx.regime.s2 && ctx.configFaultStage === 0 && !ctx.s2Fault) ctx.mode = 'bypass';
-    // Cache entries are tagged with the bank's VMID (the one its TLB maintenance names).
+    // Cache entries are tagged with the bank's VMID (the one its TLB maintenance names) and index.
     ctx.regime.vmid = ctx.vmid;
+    ctx.regime.cb = n;
     return ctx;
   }
 
@@ -933,7 +934,7 @@ export class Smmu {
       } else if (!ctx.regime.s1) {
         ok = va >= 0;
       } else {
-        ok = walkStage1(this.mem, ctx.regime, va, acc2, res) === 0;
+        ok = walkStage1(this.mem, ctx.regime, va, acc2, res, null) === 0;
         out = res.ipa;
       }
     }

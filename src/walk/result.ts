@@ -75,6 +75,8 @@ export class WalkResult {
   s2Sh = 0;
   /** Descriptors read by this walk (both stages). */
   reads = 0;
+  /** log2 of the leaf size of the last stage-2 walk (including walks for stage-1 table fetches). */
+  lastS2Shift = 0;
   /** Walker scratch: the input and output of the stage-2 walk in progress. */
   s2In = 0.5;
   s2Out = 0.5;

@@ -40,6 +40,7 @@ import {
 } from '../pgtable/descriptor.js';
 import { INV_POW2, POW2 } from '../pgtable/geometry.js';
 import { PA_MAX, type Regime, type TableRoot } from '../pgtable/regime.js';
+import type { WalkCacheHooks } from './hooks.js';
 import {
   ACC_EXEC,
   ACC_KIND_MASK,
@@ -91,7 +92,15 @@ function leafEncodingOk(lo: number, level: number, gShift: number): boolean {
  * (Addresses travel through `res` rather than as arguments and return values:
  * a double crossing a call that is not inlined is boxed, an allocation.)
  */
-export function walkStage2(mem: PhysMem, root: TableRoot, kind: number, res: WalkResult, s1ptw: boolean): number {
+export function walkStage2(
+  mem: PhysMem,
+  root: TableRoot,
+  kind: number,
+  res: WalkResult,
+  s1ptw: boolean,
+  wc: WalkCacheHooks | null,
+  regime: Regime | null,
+): number {
   const ipa = res.s2In;
   // IPA beyond VTCR.T0SZ's input range: Translation fault, level 0.
   if (ipa >= POW2[root.inputBits]!) return fault(res, FAULT_TRANSLATION, 2, 0, s1ptw, ipa);
@@ -105,6 +114,15 @@ export function walkStage2(mem: PhysMem, root: TableRoot, kind: number, res: Wal
   let level = root.startLevel;
   let indexMask = (1 << root.rootIndexBits) - 1;
   let table = root.base;
+  if (wc !== null) {
+    // Start at the deepest stage-2 table a walk cache holds for this IPA.
+    const l = wc.s2Find(regime!, ipa);
+    if (l > level) {
+      level = l;
+      table = wc.table;
+      indexMask = (1 << stride) - 1;
+    }
+  }
   for (;;) {
     const shift = gShift + (3 - level) * stride;
     const index = (ipa * INV_POW2[shift]!) & indexMask;
@@ -120,6 +138,7 @@ export function walkStage2(mem: PhysMem, root: TableRoot, kind: number, res: Wal
       table = (hi & OA_HI_MASK) * TWO_POW_32 + ((lo & tableMask) >>> 0);
       level++;
       indexMask = (1 << stride) - 1;
+      if (wc !== null) wc.s2Insert(regime!, ipa, level, table);
       continue;
     }
     if (!leafEncodingOk(lo, level, gShift)) return fault(res, FAULT_TRANSLATION, 2, level, s1ptw, ipa);
@@ -134,6 +153,7 @@ export function walkStage2(mem: PhysMem, root: TableRoot, kind: number, res: Wal
     if (!allowed) return fault(res, FAULT_PERMISSION, 2, level, s1ptw, ipa);
     const pageMask = (1 << shift) - 1;
     res.s2Out = (hi & OA_HI_MASK) * TWO_POW_32 + ((lo & ~pageMask & 0xfffff000) >>> 0) + (ipa & pageMask);
+    res.lastS2Shift = shift;
     if (!s1ptw) {
       res.s2Level = level;
       res.sizeShift = shift;
@@ -152,7 +172,7 @@ export function walkStage2(mem: PhysMem, root: TableRoot, kind: number, res: Wal
  * `res.ipa`, and records its leaf level, size, permissions and attributes; on
  * a fault returns -1 with the fault in `res`.
  */
-export function walkStage1(mem: PhysMem, regime: Regime, va: number, acc: number, res: WalkResult): number {
+export function walkStage1(mem: PhysMem, regime: Regime, va: number, acc: number, res: WalkResult, wc: WalkCacheHooks | null): number {
   let root: TableRoot;
   let input: number;
   if (va >= 0) {
@@ -181,15 +201,30 @@ export function walkStage1(mem: PhysMem, regime: Regime, va: number, acc: number
   let table = root.base;
   // Hierarchical limits accumulated from table descriptors (APTable, UXNTable, PXNTable).
   let limits = 0;
+  if (wc !== null) {
+    // Start at the deepest stage-1 table a walk cache holds for this VA.
+    const l = wc.s1Find(regime, va);
+    if (l > level) {
+      level = l;
+      table = wc.table;
+      limits = wc.limits;
+      indexMask = (1 << stride) - 1;
+    }
+  }
   for (;;) {
     const shift = gShift + (3 - level) * stride;
     const index = (input * INV_POW2[shift]!) & indexMask;
     let descAddr = table + index * 8;
     if (nested) {
       // The descriptor address is an IPA: translate it at stage 2 (a read; faults are s1ptw faults).
-      res.s2In = descAddr;
-      if (walkStage2(mem, s2root, 0, res, true) < 0) return -1;
-      descAddr = res.s2Out;
+      const cached = wc !== null ? wc.ptwFind(regime, descAddr) : -1;
+      if (cached >= 0) descAddr = cached;
+      else {
+        res.s2In = descAddr;
+        if (walkStage2(mem, s2root, 0, res, true, wc, regime) < 0) return -1;
+        if (wc !== null) wc.ptwInsert(regime, descAddr, res.s2Out, res.lastS2Shift);
+        descAddr = res.s2Out;
+      }
     }
     const off = mem.offsetOf(descAddr);
     if (off < 0) return fault(res, FAULT_EXTERNAL, 1, level, false, -1);
@@ -203,6 +238,7 @@ export function walkStage1(mem: PhysMem, regime: Regime, va: number, acc: number
       table = (hi & OA_HI_MASK) * TWO_POW_32 + ((lo & tableMask) >>> 0);
       level++;
       indexMask = (1 << stride) - 1;
+      if (wc !== null) wc.s1Insert(regime, va, level, table, limits);
       continue;
     }
     if (!leafEncodingOk(lo, level, gShift)) return fault(res, FAULT_TRANSLATION, 1, level, false, -1);
@@ -245,12 +281,12 @@ export function walkStage1(mem: PhysMem, regime: Regime, va: number, acc: number
  * `regime`, filling `res`. Returns true on success (`res.pa`), false on a
  * fault (`res.fault`, `res.faultStage`, `res.faultLevel`, `res.s1ptw`).
  */
-export function translate(mem: PhysMem, regime: Regime, va: number, acc: number, res: WalkResult): boolean {
+export function translate(mem: PhysMem, regime: Regime, va: number, acc: number, res: WalkResult, wc: WalkCacheHooks | null = null): boolean {
   res.reset();
   let s1perm = PERM_ALL;
   let s1shift = 64;
   if (regime.s1) {
-    if (walkStage1(mem, regime, va, acc, res) < 0) return false;
+    if (walkStage1(mem, regime, va, acc, res, wc) < 0) return false;
     s1perm = res.perm;
     s1shift = res.sizeShift;
   } else if (va < 0 || va >= POW2[PA_MAX]!) {
@@ -267,7 +303,7 @@ export function translate(mem: PhysMem, regime: Regime, va: number, acc: number,
     return true;
   }
   res.s2In = res.ipa;
-  if (walkStage2(mem, regime.vttbr, acc & ACC_KIND_MASK, res, false) < 0) return false;
+  if (walkStage2(mem, regime.vttbr, acc & ACC_KIND_MASK, res, false, wc, regime) < 0) return false;
   res.pa = res.s2Out;
   res.perm &= s1perm;
   if (s1shift < res.sizeShift) res.sizeShift = s1shift;
