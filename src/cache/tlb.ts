@@ -74,13 +74,18 @@ export class Tlb {
   readonly perm: Uint8Array;
   /** Whatever the owner wants to keep with the entry (attributes, levels). */
   readonly aux: Int32Array;
-  private readonly stamp: Float64Array;
+  // True LRU: a doubly linked recency list per set (head = most recent), so touch and victim are O(1).
+  private readonly lruPrev: Int32Array;
+  private readonly lruNext: Int32Array;
+  private readonly lruHead: Int32Array;
+  private readonly lruTail: Int32Array;
+  /** Valid entries per set (a full set needs no search for a free way). */
+  private readonly setValid: Int32Array;
 
   // Per set replacement state.
   private readonly plru: Int32Array;
   private readonly fifo: Int32Array;
   private rr = 0;
-  private clock = 0;
   private rand: number;
   private valid = 0;
   /** Valid entries per size class (index: log2 size), so lookups skip absent sizes. */
@@ -110,7 +115,21 @@ export class Tlb {
     this.ipa = new Float64Array(entries);
     this.perm = new Uint8Array(entries);
     this.aux = new Int32Array(entries);
-    this.stamp = new Float64Array(entries);
+    this.lruPrev = new Int32Array(entries);
+    this.lruNext = new Int32Array(entries);
+    this.lruHead = new Int32Array(sets);
+    this.lruTail = new Int32Array(sets);
+    this.setValid = new Int32Array(sets);
+    // Each set's list starts as its ways in order (way 0 most recent, the last way least recent).
+    for (let set = 0; set < sets; set++) {
+      const base = set * ways;
+      this.lruHead[set] = base;
+      this.lruTail[set] = base + ways - 1;
+      for (let w = 0; w < ways; w++) {
+        this.lruPrev[base + w] = w === 0 ? -1 : base + w - 1;
+        this.lruNext[base + w] = w === ways - 1 ? -1 : base + w + 1;
+      }
+    }
     this.plru = new Int32Array(sets);
     this.fifo = new Int32Array(sets);
     this.rand = (g.seed ?? 0x2545f491) >>> 0 || 1;
@@ -160,9 +179,22 @@ export class Tlb {
 
   private touch(slot: number, base: number): void {
     switch (this.replacement) {
-      case 'lru':
-        this.stamp[slot] = ++this.clock;
+      case 'lru': {
+        const set = (base / this.ways) | 0;
+        if (this.lruHead[set] === slot) return;
+        // Unlink, then push to the front.
+        const p = this.lruPrev[slot]!;
+        const n = this.lruNext[slot]!;
+        if (p >= 0) this.lruNext[p] = n;
+        if (n >= 0) this.lruPrev[n] = p;
+        else this.lruTail[set] = p;
+        const h = this.lruHead[set]!;
+        this.lruPrev[slot] = -1;
+        this.lruNext[slot] = h;
+        this.lruPrev[h] = slot;
+        this.lruHead[set] = slot;
         return;
+      }
       case 'plru': {
         // Tree PLRU: on each level, point away from the half that holds the touched way.
         const ways = this.ways;
@@ -194,13 +226,10 @@ export class Tlb {
 
   private victim(base: number): number {
     const ways = this.ways;
-    for (let w = base; w < base + ways; w++) if (this.size[w] === 0) return w;
+    if (this.setValid[(base / ways) | 0]! < ways) for (let w = base; w < base + ways; w++) if (this.size[w] === 0) return w;
     switch (this.replacement) {
-      case 'lru': {
-        let v = base;
-        for (let w = base + 1; w < base + ways; w++) if (this.stamp[w]! < this.stamp[v]!) v = w;
-        return v;
-      }
+      case 'lru':
+        return this.lruTail[(base / ways) | 0]!;
       case 'plru': {
         const bits = this.plru[base / ways]!;
         let node = 1;
@@ -278,14 +307,16 @@ export class Tlb {
     this.vmid[slot] = vmid;
     this.asid[slot] = asid;
     // Translation entries keep the output base of the region; walk-cache entries a table address as is.
-    this.out[slot] = alignOut ? out - (((out % 2 ** size) + 2 ** size) % 2 ** size) : out;
-    this.ipa[slot] = ipa < 0 ? -1 : ipa - (ipa % 2 ** size);
+    const span = POW2[size]!;
+    const inv = INV_POW2[size]!;
+    this.out[slot] = alignOut ? Math.floor(out * inv) * span : out;
+    this.ipa[slot] = ipa < 0 ? -1 : Math.floor(ipa * inv) * span;
     this.perm[slot] = perm;
     this.aux[slot] = aux;
     this.valid++;
+    this.setValid[(base / this.ways) | 0]!++;
     if (this.sizeCount[size]++ === 0) this.recomputeSizes();
-    this.stamp[slot] = ++this.clock;
-    if (this.replacement === 'plru') this.touch(slot, base);
+    if (this.replacement === 'plru' || this.replacement === 'lru') this.touch(slot, base);
     this.stats.fills++;
     return slot;
   }
@@ -306,11 +337,13 @@ export class Tlb {
     if (s === 0) return;
     this.size[slot] = 0;
     this.valid--;
+    this.setValid[(slot / this.ways) | 0]!--;
     if (--this.sizeCount[s]! === 0) this.recomputeSizes();
   }
 
   private clearAll(): void {
     this.size.fill(0);
+    this.setValid.fill(0);
     this.sizeCount.fill(0);
     this.sizesPresent = [];
     this.valid = 0;

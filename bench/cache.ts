@@ -1,0 +1,160 @@
+/**
+ * `npm run bench:cache`: the caches of issue D.
+ *
+ * 1. Hit path: ns per lookup of each TLB structure (direct-mapped, 4-way,
+ *    fully associative micro-TLB) on addresses that all hit, and ns per
+ *    translation through TranslationCaches when the main TLB hits.
+ * 2. Strategies: descriptor reads per translation, hit rate and ns per
+ *    translation for every preset on the `nested-4k-1g` workload (and on the
+ *    ring and Zipf workloads of src/workload when present).
+ * Every timed figure is the median of --rounds tinybench runs with min and max.
+ */
+
+import { Bench } from 'tinybench';
+import { TranslationCaches } from '../src/cache/caches.js';
+import { CACHE_PRESETS, presetNames } from '../src/cache/presets.js';
+import { Tlb, type TlbGeometry } from '../src/cache/tlb.js';
+import { ACC_READ, WalkResult } from '../src/walk/result.js';
+import { buildNested4k1g } from '../src/workloads/nested-4k-1g.js';
+import { fmt, machine, spread, writeResults, type Spread } from './lib.js';
+
+function arg(name: string, dflt: string): string {
+  const i = process.argv.indexOf(name);
+  return i >= 0 && i + 1 < process.argv.length ? process.argv[i + 1]! : dflt;
+}
+
+const BATCH = 4096;
+
+async function timeIt(rounds: number, timeMs: number, fn: () => void): Promise<Spread> {
+  const samples: number[] = [];
+  for (let r = 0; r < rounds; r++) {
+    const bench = new Bench({ time: timeMs, warmupTime: Math.min(100, timeMs) });
+    bench.add('x', fn);
+    await bench.run();
+    samples.push((bench.tasks[0]!.result!.latency.p50! * 1e6) / BATCH);
+  }
+  return spread(samples);
+}
+
+async function hitPath(rounds: number, timeMs: number): Promise<Record<string, Spread>> {
+  const geoms: Record<string, TlbGeometry> = {
+    'direct-mapped 1024': { entries: 1024, ways: 1, replacement: 'lru' },
+    '4-way 1024 (LRU)': { entries: 1024, ways: 4, replacement: 'lru' },
+    '4-way 1024 (PLRU)': { entries: 1024, ways: 4, replacement: 'plru' },
+    'fully associative 32 (LRU)': { entries: 32, ways: 32, replacement: 'lru' },
+  };
+  const out: Record<string, Spread> = {};
+  for (const [name, g] of Object.entries(geoms)) {
+    const t = new Tlb(g);
+    const hits: number[] = [];
+    for (let i = 0; hits.length < Math.min(g.entries, 256) && i < 100000; i++) {
+      const va = ((i * 7919) % 1000003) * 4096 + 64;
+      t.fill(0, 1, 2, va, 12, 0x1000_0000 + i * 4096, -1, 63, 0);
+    }
+    for (let i = 0; hits.length < 256 && i < 100000; i++) {
+      const va = ((i * 7919) % 1000003) * 4096 + 64;
+      if (t.lookup(0, 1, 2, va) >= 0) hits.push(va);
+    }
+    while (hits.length < 256) hits.push(hits[hits.length % Math.max(1, hits.length)]!);
+    const vas = Float64Array.from(hits);
+    let sink = 0;
+    out[name] = await timeIt(rounds, timeMs, () => {
+      for (let k = 0; k < BATCH; k++) sink += t.lookup(0, 1, 2, vas[k & 255]!);
+    });
+    if (sink === -1) process.stdout.write('');
+  }
+  return out;
+}
+
+interface StrategyRow {
+  preset: string;
+  readsPerTranslation: number;
+  hitRate: number;
+  walksPerTranslation: number;
+  nsPerTranslation: Spread;
+}
+
+async function strategies(rounds: number, timeMs: number, fraction: number, queries: number): Promise<StrategyRow[]> {
+  const w = buildNested4k1g({ seed: 1, fraction, queries });
+  const rows: StrategyRow[] = [];
+  const res = new WalkResult();
+  const n = w.vas.length;
+  for (const preset of presetNames()) {
+    const cfg = CACHE_PRESETS[preset];
+    // `none` is the TranslationCaches front end with no structures: it walks every time.
+    const c = new TranslationCaches(cfg ?? { name: 'none' });
+    // A warm-up pass over the query stream, then count over a second pass.
+    for (let i = 0; i < n; i++) c.translate(w.mem, w.nested, 0, 0, w.vas[i]!, ACC_READ, res);
+    const before = { ...c.stats };
+    for (let i = 0; i < n; i++) c.translate(w.mem, w.nested, 0, 0, w.vas[i]!, ACC_READ, res);
+    const readsPer = (c.stats.descriptorReads - before.descriptorReads) / n;
+    const hitRate = (c.stats.hits - before.hits) / n;
+    const walksPer = (c.stats.walks - before.walks) / n;
+    let cursor = 0;
+    const ns = await timeIt(rounds, timeMs, () => {
+      let i = cursor;
+      for (let k = 0; k < BATCH; k++) {
+        c.translate(w.mem, w.nested, 0, 0, w.vas[i]!, ACC_READ, res);
+        i = i + 1 === n ? 0 : i + 1;
+      }
+      cursor = i;
+    });
+    rows.push({ preset, readsPerTranslation: readsPer, hitRate, walksPerTranslation: walksPer, nsPerTranslation: ns });
+    process.stderr.write(`bench:cache: ${preset} ${fmt(readsPer, 2)} reads/translation\n`);
+  }
+  return rows;
+}
+
+async function main(): Promise<void> {
+  const quick = process.argv.includes('--quick');
+  const rounds = Number(arg('--rounds', quick ? '2' : '5'));
+  const timeMs = Number(arg('--time', quick ? '100' : '300'));
+  const outDir = arg('--out', 'results');
+  const fraction = quick ? 0.0625 : 1;
+  const queries = quick ? 1 << 16 : 1 << 20;
+  const hits = await hitPath(rounds, timeMs);
+  const rows = await strategies(rounds, timeMs, fraction, queries);
+  const m = machine();
+  const json = {
+    benchmark: 'cache',
+    command: `npm run bench:cache${quick ? ' -- --quick' : ''}`,
+    machine: m,
+    rounds,
+    tinybenchTimeMs: timeMs,
+    cReference: { '4-way lookup ns': 5.6, 'direct-mapped lookup ns': 1.7 },
+    hitPathNsPerLookup: hits,
+    workload: quick ? 'nested-4k-1g (quick: 1/16 of the VA, 64K queries)' : 'nested-4k-1g (1M queries)',
+    strategies: rows,
+  };
+  const md = [
+    '# Cache benchmark',
+    '',
+    `Command: \`${json.command}\`. Machine: ${m.cpu}, ${m.cores} cores, Node ${m.node}, ${m.date}.`,
+    `Medians of ${rounds} tinybench runs (${timeMs} ms each, ${BATCH} operations per call), min-max beside them.`,
+    '',
+    '## Hit path (ns per lookup, every lookup hits)',
+    '',
+    '| structure | ns/lookup | min-max |',
+    '|---|---:|---:|',
+    ...Object.entries(hits).map(([k, s]) => `| ${k} | ${fmt(s.median, 2)} | ${fmt(s.min, 2)}-${fmt(s.max, 2)} |`),
+    '',
+    'A straightforward C lookup takes about 5.6 ns (4-way) and 1.7 ns (direct-mapped) on these machines.',
+    '',
+    `## Strategies on ${json.workload}: second pass over the query stream after a warm-up pass`,
+    '',
+    '| preset | descriptor reads / translation | TLB hit rate | walks / translation | ns / translation | min-max |',
+    '|---|---:|---:|---:|---:|---:|',
+    ...rows.map(
+      (r) =>
+        `| ${r.preset} | ${fmt(r.readsPerTranslation, 2)} | ${fmt(100 * r.hitRate, 1)}% | ${fmt(r.walksPerTranslation, 3)} | ${fmt(r.nsPerTranslation.median)} | ${fmt(r.nsPerTranslation.min)}-${fmt(r.nsPerTranslation.max)} |`,
+    ),
+    '',
+  ].join('\n');
+  writeResults('cache', json, md, outDir);
+  process.stdout.write(md);
+}
+
+main().catch((e: unknown) => {
+  process.stderr.write(`bench:cache failed: ${(e as Error).stack ?? String(e)}\n`);
+  process.exit(1);
+});
