@@ -11,6 +11,7 @@ import { mkdtempSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { CACHE_PRESETS } from '../src/cache/presets.js';
 import { describe, expect, it } from 'vitest';
 import { NoCache } from '../src/cache/interface.js';
 import { ArmSmmuDriver, type FaultInfo } from '../src/driver/arm-smmu.js';
@@ -578,7 +579,12 @@ describe('the recorder: driver scenarios replay identically', () => {
     }
   });
 
-  const CACHING = cachePresetNames().filter((n) => n !== 'none');
+  // Presets that keep leaf translations (a TLB of some kind): only those can return a stale one.
+  // Walk caches alone hold table descriptors, and a remap of a page leaves its tables unchanged.
+  const CACHING = cachePresetNames().filter((n) => {
+    const c = CACHE_PRESETS[n];
+    return c !== null && c !== undefined && (c.main !== undefined || c.micro !== undefined || c.s1 !== undefined);
+  });
 
   it.skipIf(CACHING.length === 0)('a recording made on a caching model reproduces its stale translation on that preset, and fails without caches', () => {
     const dir = tmp();

@@ -7,6 +7,8 @@ import { Command, Option } from 'commander';
 import { checkCommand } from './check.js';
 import { demoCommand } from './demo.js';
 import { replayCachesHelp, replayCommand } from './replay.js';
+import { topologyCommand } from './topology.js';
+import { traceCommand } from './trace.js';
 
 const program = new Command();
 program
@@ -46,6 +48,9 @@ program
   .action((paths: string[], opts: { json?: boolean; caches: string }) => {
     process.exitCode = replayCommand(paths, { json: opts.json === true, caches: opts.caches });
   });
+
+program.addCommand(topologyCommand());
+program.addCommand(traceCommand());
 
 program.parseAsync(process.argv).catch((e: unknown) => {
   process.stderr.write(`smmu-farm: ${(e as Error).message}\n`);

@@ -1,0 +1,35 @@
+/**
+ * Topologies: PCI and platform devices, requester IDs and DMA aliases, RID ->
+ * stream ID through `iommu-map`, IOMMU groups, several SMMUs, and attaching
+ * groups to host domains or VMs.
+ */
+
+import { readFileSync } from 'node:fs';
+import { TopologyError, parseTopology } from './file.js';
+import type { ResolvedTopology, TopologySpec } from './model.js';
+import { resolveTopology } from './resolve.js';
+
+export * from './attach.js';
+export * from './file.js';
+export * from './generate.js';
+export * from './model.js';
+export * from './presets.js';
+export * from './render.js';
+export * from './resolve.js';
+export * from './smr.js';
+
+/** Reads and validates a topology file. Throws TopologyError (an unreadable file included). */
+export function loadTopologyFile(file: string): TopologySpec {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    throw new TopologyError(file, [{ path: '$', problem: code === 'ENOENT' ? 'no such file' : `cannot read (${(e as Error).message})` }]);
+  }
+  return parseTopology(text, file);
+}
+
+export function resolveFile(file: string): ResolvedTopology {
+  return resolveTopology(loadTopologyFile(file));
+}
