@@ -10,6 +10,12 @@ import { replayCachesHelp, replayCommand } from './replay.js';
 import { topologyCommand } from './topology.js';
 import { traceCommand } from './trace.js';
 
+// A reader that goes away (`smmu-farm topology show ... | head`) is not an error.
+process.stdout.on('error', (e: NodeJS.ErrnoException) => {
+  if (e.code === 'EPIPE') process.exit(0);
+  throw e;
+});
+
 const program = new Command();
 program
   .name('smmu-farm')
