@@ -12,7 +12,9 @@
  *   [0, 8)          always zero: the "read-as-zero" word that unbacked reads
  *                   resolve to when the memory is built with unbacked: 'zero'
  *   [8, 12)         next free scratch slot (int32, bumped atomically)
- *   [64, 65536)     per-thread scratch slots, 8 bytes each (atomic64.ts)
+ *   [128, 65536)    per-thread scratch slots (atomic64.ts), one per 128 bytes so that two
+ *                   threads never write the same cache line (every descriptor read writes
+ *                   its slot: sharing a line would bounce it between cores on every read)
  *   [65536, ...)    the regions, each starting on a 64 KiB boundary
  *
  * An access outside every region is reported, never an exception from a typed
@@ -24,7 +26,8 @@ import { atomic64For, type Atomic64 } from './atomic64.js';
 
 export const ARENA_HEADER = 65536;
 const SCRATCH_COUNTER = 8;
-const SCRATCH_FIRST = 64;
+const SCRATCH_FIRST = 128;
+const SCRATCH_STRIDE = 128;
 // 2 GiB: arena offsets stay non-negative int32 values (small integers for V8), so that passing
 // one to the wasm load never boxes a heap number; a wasm32 memory could be twice that.
 const MAX_ARENA = 2 ** 31;
@@ -149,7 +152,7 @@ export class PhysMem {
     this.wasmStore = atom.store;
     this.wasmCas = atom.cas;
     const slot = Atomics.add(this.i32, SCRATCH_COUNTER >> 2, 1);
-    this.scratch = SCRATCH_FIRST + 8 * (slot % ((ARENA_HEADER - SCRATCH_FIRST) / 8));
+    this.scratch = SCRATCH_FIRST + SCRATCH_STRIDE * (slot % ((ARENA_HEADER - SCRATCH_FIRST) / SCRATCH_STRIDE));
     this.scratchIdx = this.scratch >> 2;
     const n = shared.regions.length;
     this.nRegions = n;

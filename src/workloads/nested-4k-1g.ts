@@ -19,16 +19,9 @@ import { PROT_CACHE, PROT_READ, PROT_WRITE, PageTable } from '../pgtable/builder
 import { Regime, decodeStage1, decodeStage2, stage1Off } from '../pgtable/regime.js';
 import { IpaTables, PhysTables } from '../pgtable/table-memory.js';
 
-/** A small, fast, seedable PRNG (mulberry32). */
-export function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) | 0;
-    let t = Math.imul(a ^ (a >>> 15), 1 | a);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+// mulberry32 now lives with the other workload generators; re-exported here for existing importers.
+import { mulberry32 } from '../workload/rng.js';
+export { mulberry32 };
 
 export const NESTED_4K_1G = {
   chunks: 16,

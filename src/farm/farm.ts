@@ -1,0 +1,313 @@
+/**
+ * The translation farm, driving side: a piscina pool whose workers each run
+ * one translation unit (src/farm/unit.ts) over shared memory, batches of
+ * requests handed over in shared buffers, and invalidations published
+ * through a shared ring with a sync that means what TLBSYNC means: once it
+ * returns, no unit returns a translation that an earlier invalidation
+ * removed.
+ *
+ * The invalidation protocol, publisher side: write the entry at
+ * CTL_PUBLISHED % INV_RING, then advance CTL_PUBLISHED (sequentially
+ * consistent). A publisher never laps a busy unit (it waits for it to
+ * acknowledge); idle units may be lapped and flush on wake. Sync: for every
+ * unit, wait until it is idle (U_BUSY = 0) or has acknowledged
+ * (U_ACKED >= the sequence number of the sync).
+ */
+
+import { existsSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Piscina } from 'piscina';
+import type { CacheConfig } from '../cache/caches.js';
+import type { InvalidationScope } from '../cache/interface.js';
+import type { PhysMem } from '../memory/phys.js';
+import type { Smmu } from '../smmu/smmu.js';
+import { snapshotSmmu } from './config.js';
+import {
+  CTL_CONFIG_GEN,
+  CTL_MODE,
+  CTL_PUBLISHED,
+  CTL_QUEUE_END,
+  CTL_QUEUE_NEXT,
+  CTL_STOP,
+  CTL_WORDS,
+  INV_ADDR,
+  INV_ALL_ASIDS,
+  INV_ASID,
+  INV_CB,
+  INV_FIELDS,
+  INV_KIND,
+  INV_KINDS,
+  INV_LEAF,
+  INV_RING,
+  INV_VMID,
+  STAT_FIELDS,
+  S_ABORTS,
+  S_BATCHES,
+  S_BUSY_NS,
+  S_FAULTS,
+  S_FULL_FLUSHES,
+  S_HITS,
+  S_INVALIDATIONS,
+  S_READS,
+  S_TRANSLATIONS,
+  S_WALKS,
+  UNIT_WORDS,
+  U_ACKED,
+  U_BUSY,
+  U_COUNT,
+  U_DONE,
+  U_DOORBELL,
+  U_READY,
+  createShared,
+  type FarmShared,
+} from './layout.js';
+import type { UnitInit, UnitSummary } from './unit.js';
+
+export type Distribution = 'affinity' | 'dynamic';
+
+export interface FarmOptions {
+  mem: PhysMem;
+  /** Translation units (worker threads). */
+  units: number;
+  /** Caching configuration of every unit (null: walk every time). */
+  cache: CacheConfig | null;
+  /** 'affinity': stream s always goes to unit (s mod units), like TBUs; 'dynamic': units take chunks of one queue. */
+  distribution?: Distribution;
+  /** Requests per unit per batch (default 16384). */
+  capacity?: number;
+  /** Translations between a busy unit's invalidation polls (default 32). */
+  pollEvery?: number;
+  /** Requests taken at a time in dynamic distribution (default 256). */
+  chunk?: number;
+}
+
+export interface UnitStats {
+  translations: number;
+  faults: number;
+  aborts: number;
+  walks: number;
+  descriptorReads: number;
+  hits: number;
+  invalidationsApplied: number;
+  busyMs: number;
+  batches: number;
+  fullFlushes: number;
+}
+
+export class FarmError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'FarmError';
+  }
+}
+
+/** The compiled worker entry (workers run compiled JavaScript, also under the test runner). */
+function workerFile(): string {
+  const here = fileURLToPath(import.meta.url);
+  const i = here.lastIndexOf(`${'/'}dist${'/'}`);
+  const root = i >= 0 ? here.slice(0, i) : resolve(dirname(here), '..', '..');
+  const file = join(root, 'dist', 'workers', 'farm-unit.js');
+  if (!existsSync(file)) throw new FarmError(`the farm worker ${file} is missing: run \`npm run build\` first`);
+  return file;
+}
+
+export class Farm {
+  readonly shared: FarmShared;
+  readonly units: number;
+  readonly capacity: number;
+  readonly distribution: Distribution;
+  private readonly ctl: Int32Array;
+  private readonly inv: Float64Array;
+  private readonly stats: Float64Array;
+  private readonly pool: Piscina;
+  private readonly tasks: Array<Promise<UnitSummary>>;
+  private closed = false;
+
+  private constructor(opts: FarmOptions) {
+    if (!Number.isInteger(opts.units) || opts.units < 1 || opts.units > 64) throw new FarmError(`units must be 1..64, got ${opts.units}`);
+    this.units = opts.units;
+    this.capacity = opts.capacity ?? 16384;
+    this.distribution = opts.distribution ?? 'affinity';
+    const queueCapacity = this.distribution === 'dynamic' ? this.capacity * this.units : this.capacity;
+    this.shared = createShared(this.units, queueCapacity);
+    this.ctl = new Int32Array(this.shared.control);
+    this.inv = new Float64Array(this.shared.invalidations);
+    this.stats = new Float64Array(this.shared.stats);
+    Atomics.store(this.ctl, CTL_MODE, this.distribution === 'dynamic' ? 1 : 0);
+    this.pool = new Piscina({ filename: workerFile(), minThreads: this.units, maxThreads: this.units, concurrentTasksPerWorker: 1, idleTimeout: 60_000, atomics: 'disabled' });
+    const mem = opts.mem.share();
+    this.tasks = [];
+    for (let u = 0; u < this.units; u++) {
+      const init: UnitInit = { shared: this.shared, mem, unit: u, cache: opts.cache, pollEvery: opts.pollEvery ?? 32, chunk: opts.chunk ?? 256 };
+      this.tasks.push(this.pool.run(init) as Promise<UnitSummary>);
+    }
+  }
+
+  /** Starts the pool and waits until every unit is in its loop. */
+  static async start(opts: FarmOptions): Promise<Farm> {
+    const f = new Farm(opts);
+    for (let u = 0; u < f.units; u++) {
+      const i = CTL_WORDS + u * UNIT_WORDS + U_READY;
+      const deadline = Date.now() + 30_000;
+      while (Atomics.load(f.ctl, i) === 0) {
+        // A task that failed to start rejects here instead of leaving us waiting.
+        await Promise.race([...f.tasks, new Promise((res) => setTimeout(res, 5))]);
+        if (Date.now() > deadline) throw new FarmError(`unit ${u} did not start within 30 s`);
+      }
+    }
+    return f;
+  }
+
+  private u(unit: number, word: number): number {
+    return CTL_WORDS + unit * UNIT_WORDS + word;
+  }
+
+  /** Loads what an SMMU model does with each of `sids` (a configuration snapshot) into every unit. */
+  loadConfig(smmu: Smmu, sids: number[]): void {
+    snapshotSmmu(smmu, sids, new Float64Array(this.shared.config), new Int32Array(this.shared.streams));
+    Atomics.add(this.ctl, CTL_CONFIG_GEN, 1);
+  }
+
+  /**
+   * Translates `n` requests: stream IDs, input addresses (signed numbers), access codes
+   * (REQ_* of unit.ts); results into `pa` and `status` (RES_OK, RES_ABORT, or the walker's
+   * fault type). Blocks the calling thread until every unit is done.
+   */
+  translate(sids: Int32Array, vas: Float64Array, accs: Uint8Array, n: number, pa: Float64Array, status: Int8Array): void {
+    if (this.closed) throw new FarmError('the farm is closed');
+    const s = this.shared;
+    if (this.distribution === 'dynamic') {
+      if (n > this.capacity * this.units) throw new FarmError(`batch of ${n} exceeds the queue capacity ${this.capacity * this.units}`);
+      new Int32Array(s.reqSid[0]!).set(sids.subarray(0, n));
+      new Float64Array(s.reqVa[0]!).set(vas.subarray(0, n));
+      new Uint8Array(s.reqAcc[0]!).set(accs.subarray(0, n));
+      Atomics.store(this.ctl, CTL_QUEUE_NEXT, 0);
+      Atomics.store(this.ctl, CTL_QUEUE_END, n);
+      this.ring();
+      pa.set(new Float64Array(s.resPa[0]!).subarray(0, n));
+      status.set(new Int8Array(s.resStatus[0]!).subarray(0, n));
+      return;
+    }
+    // Affinity: stream s -> unit s mod units. Scatter, ring, gather.
+    const counts = new Int32Array(this.units);
+    const where = new Int32Array(n);
+    const sidV = s.reqSid.map((b) => new Int32Array(b));
+    const vaV = s.reqVa.map((b) => new Float64Array(b));
+    const accV = s.reqAcc.map((b) => new Uint8Array(b));
+    for (let i = 0; i < n; i++) {
+      const u = sids[i]! % this.units;
+      const k = counts[u]!++;
+      if (k >= this.capacity) throw new FarmError(`unit ${u} would get more than ${this.capacity} requests in one batch`);
+      sidV[u]![k] = sids[i]!;
+      vaV[u]![k] = vas[i]!;
+      accV[u]![k] = accs[i]!;
+      where[i] = u * this.capacity + k;
+    }
+    for (let u = 0; u < this.units; u++) Atomics.store(this.ctl, this.u(u, U_COUNT), counts[u]!);
+    this.ring();
+    const paV = s.resPa.map((b) => new Float64Array(b));
+    const stV = s.resStatus.map((b) => new Int8Array(b));
+    for (let i = 0; i < n; i++) {
+      const u = Math.floor(where[i]! / this.capacity);
+      const k = where[i]! - u * this.capacity;
+      pa[i] = paV[u]![k]!;
+      status[i] = stV[u]![k]!;
+    }
+  }
+
+  /** Rings every unit's doorbell and waits until all are done. */
+  private ring(): void {
+    const marks: number[] = [];
+    for (let u = 0; u < this.units; u++) {
+      const v = Atomics.add(this.ctl, this.u(u, U_DOORBELL), 1) + 1;
+      Atomics.notify(this.ctl, this.u(u, U_DOORBELL));
+      marks.push(v);
+    }
+    for (let u = 0; u < this.units; u++) {
+      const i = this.u(u, U_DONE);
+      for (;;) {
+        const d = Atomics.load(this.ctl, i);
+        if (d === marks[u]) break;
+        Atomics.wait(this.ctl, i, d, 1000);
+      }
+    }
+  }
+
+  /** Publishes one invalidation; returns its sequence number + 1 (what a sync waits for). */
+  invalidate(scope: InvalidationScope): number {
+    const seq = Atomics.load(this.ctl, CTL_PUBLISHED);
+    // Never lap a busy unit: wait until every busy unit is within the ring.
+    for (let u = 0; u < this.units; u++) {
+      while (Atomics.load(this.ctl, this.u(u, U_BUSY)) === 1 && seq - Atomics.load(this.ctl, this.u(u, U_ACKED)) >= INV_RING - 1) {
+        Atomics.wait(this.ctl, this.u(u, U_ACKED), Atomics.load(this.ctl, this.u(u, U_ACKED)), 1);
+      }
+    }
+    const o = (seq % INV_RING) * INV_FIELDS;
+    const f = this.inv;
+    f.fill(0, o, o + INV_FIELDS);
+    f[o + INV_KIND] = INV_KINDS.indexOf(scope.kind);
+    if ('vmid' in scope) f[o + INV_VMID] = scope.vmid;
+    if (scope.kind === 'context') f[o + INV_CB] = scope.cb;
+    if (scope.kind === 'asid' || scope.kind === 'va') f[o + INV_ASID] = scope.asid;
+    if (scope.kind === 'va') {
+      f[o + INV_ALL_ASIDS] = scope.allAsids ? 1 : 0;
+      f[o + INV_ADDR] = scope.va;
+      f[o + INV_LEAF] = scope.leaf ? 1 : 0;
+    }
+    if (scope.kind === 'ipa') {
+      f[o + INV_ADDR] = scope.ipa;
+      f[o + INV_LEAF] = scope.leaf ? 1 : 0;
+    }
+    Atomics.store(this.ctl, CTL_PUBLISHED, seq + 1);
+    return seq + 1;
+  }
+
+  /**
+   * TLBSYNC: returns once every unit is idle or has applied every invalidation published
+   * before this call. Spins (the measured fastest wait here; see bench/farm.ts).
+   */
+  sync(): void {
+    const target = Atomics.load(this.ctl, CTL_PUBLISHED);
+    for (let u = 0; u < this.units; u++) {
+      const busy = this.u(u, U_BUSY);
+      const acked = this.u(u, U_ACKED);
+      while (Atomics.load(this.ctl, busy) === 1 && Atomics.load(this.ctl, acked) < target) {
+        // spin
+      }
+    }
+  }
+
+  /** Per-unit statistics. */
+  unitStats(): UnitStats[] {
+    const out: UnitStats[] = [];
+    for (let u = 0; u < this.units; u++) {
+      const b = u * STAT_FIELDS;
+      const st = this.stats;
+      out.push({
+        translations: st[b + S_TRANSLATIONS]!,
+        faults: st[b + S_FAULTS]!,
+        aborts: st[b + S_ABORTS]!,
+        walks: st[b + S_WALKS]!,
+        descriptorReads: st[b + S_READS]!,
+        hits: st[b + S_HITS]!,
+        invalidationsApplied: st[b + S_INVALIDATIONS]!,
+        busyMs: st[b + S_BUSY_NS]! / 1e6,
+        batches: st[b + S_BATCHES]!,
+        fullFlushes: st[b + S_FULL_FLUSHES]!,
+      });
+    }
+    return out;
+  }
+
+  /** Stops every unit and the pool. */
+  async close(): Promise<UnitSummary[]> {
+    if (this.closed) return [];
+    this.closed = true;
+    Atomics.store(this.ctl, CTL_STOP, 1);
+    for (let u = 0; u < this.units; u++) Atomics.notify(this.ctl, this.u(u, U_DOORBELL));
+    const summaries = await Promise.all(this.tasks);
+    await this.pool.destroy();
+    return summaries;
+  }
+}

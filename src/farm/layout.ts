@@ -1,0 +1,110 @@
+/**
+ * The farm's shared layout: everything the translation units (workers) and
+ * the threads that drive them share lives in SharedArrayBuffers, and each
+ * worker builds its typed-array views once at start-up.
+ *
+ * | buffer        | view         | contents                                                            |
+ * |---------------|--------------|---------------------------------------------------------------------|
+ * | memory        | PhysMem      | physical memory (page tables and data), memory/phys.ts                |
+ * | control       | Int32Array   | CTL_* words below, then UNIT_WORDS words per unit                     |
+ * | invalidations | Float64Array | ring of INV_RING entries x INV_FIELDS (see `InvRecord`)               |
+ * | config        | Float64Array | MAX_CONTEXTS context records x CTX_FIELDS (decoded regimes)          |
+ * | streams       | Int32Array   | stream ID -> context record index (-1: unknown stream, aborts)       |
+ * | requests      | per unit     | sid (Int32), va (Float64), acc (Uint8), pa (Float64), status (Int8)  |
+ * | stats         | Float64Array | STAT_FIELDS per unit                                                  |
+ *
+ * Control words (Int32, all accessed with Atomics):
+ *   CTL_STOP        1 asks every unit to leave its loop
+ *   CTL_CONFIG_GEN  bumped whenever the config/streams buffers change
+ *   CTL_PUBLISHED   number of invalidations published so far (ring index = seq % INV_RING)
+ *   CTL_QUEUE_NEXT  next request index to take in dynamic distribution
+ *   CTL_QUEUE_END   number of requests in the shared queue (dynamic distribution)
+ * Per unit u (base = CTL_WORDS + u * UNIT_WORDS):
+ *   U_DOORBELL  bumped by the driver to start a batch (the unit waits on it)
+ *   U_DONE      set to the doorbell value when the batch is finished (the driver waits on it)
+ *   U_COUNT     number of requests in the unit's own queue (affinity distribution)
+ *   U_BUSY      1 while the unit is translating; 0 while idle
+ *   U_ACKED     invalidations applied by the unit (it may hold no entry they cover)
+ *   U_READY     1 once the unit has built its views and entered its loop
+ */
+
+export const CTL_STOP = 0;
+export const CTL_CONFIG_GEN = 1;
+export const CTL_PUBLISHED = 2;
+export const CTL_QUEUE_NEXT = 3;
+export const CTL_QUEUE_END = 4;
+export const CTL_MODE = 5; // 0 = affinity (each unit its own queue), 1 = dynamic (shared queue)
+export const CTL_WORDS = 16;
+
+export const U_DOORBELL = 0;
+export const U_DONE = 1;
+export const U_COUNT = 2;
+export const U_BUSY = 3;
+export const U_ACKED = 4;
+export const U_READY = 5;
+export const UNIT_WORDS = 16;
+
+/** Invalidation ring: entries and fields per entry. */
+export const INV_RING = 4096;
+export const INV_FIELDS = 8;
+export const INV_KIND = 0; // index into INV_KINDS
+export const INV_VMID = 1;
+export const INV_ASID = 2;
+export const INV_ALL_ASIDS = 3;
+export const INV_LEAF = 4;
+export const INV_ADDR = 5; // va or ipa
+export const INV_CB = 6;
+export const INV_KINDS = ['all', 'vmid', 'context', 'asid', 'va', 'ipa'] as const;
+
+/** Context records: a decoded regime (pgtable/regime.ts) as numbers. */
+export const MAX_CONTEXTS = 256;
+export const CTX_FIELDS = 40;
+export const MAX_STREAMS = 65536;
+
+/** Per-unit statistics. */
+export const STAT_FIELDS = 16;
+export const S_TRANSLATIONS = 0;
+export const S_FAULTS = 1;
+export const S_ABORTS = 2;
+export const S_WALKS = 3;
+export const S_READS = 4;
+export const S_HITS = 5;
+export const S_INVALIDATIONS = 6;
+export const S_BUSY_NS = 7;
+export const S_BATCHES = 8;
+export const S_FULL_FLUSHES = 9;
+
+export interface FarmShared {
+  units: number;
+  capacity: number;
+  control: SharedArrayBuffer;
+  invalidations: SharedArrayBuffer;
+  config: SharedArrayBuffer;
+  streams: SharedArrayBuffer;
+  stats: SharedArrayBuffer;
+  reqSid: SharedArrayBuffer[];
+  reqVa: SharedArrayBuffer[];
+  reqAcc: SharedArrayBuffer[];
+  resPa: SharedArrayBuffer[];
+  resStatus: SharedArrayBuffer[];
+}
+
+export function createShared(units: number, capacity: number): FarmShared {
+  const per = (bytes: number): SharedArrayBuffer[] => Array.from({ length: units }, () => new SharedArrayBuffer(bytes));
+  const streams = new SharedArrayBuffer(4 * MAX_STREAMS);
+  new Int32Array(streams).fill(-1);
+  return {
+    units,
+    capacity,
+    control: new SharedArrayBuffer(4 * (CTL_WORDS + units * UNIT_WORDS)),
+    invalidations: new SharedArrayBuffer(8 * INV_RING * INV_FIELDS),
+    config: new SharedArrayBuffer(8 * MAX_CONTEXTS * CTX_FIELDS),
+    streams,
+    stats: new SharedArrayBuffer(8 * units * STAT_FIELDS),
+    reqSid: per(4 * capacity),
+    reqVa: per(8 * capacity),
+    reqAcc: per(capacity),
+    resPa: per(8 * capacity),
+    resStatus: per(capacity),
+  };
+}
