@@ -64,12 +64,22 @@ export interface Nested4k1gOptions {
   fraction?: number;
 }
 
-export function buildNested4k1g(opts: Nested4k1gOptions = {}): Nested4k1g {
-  const t0 = performance.now();
+interface NestedTables {
+  mem: PhysMem;
+  stage1: PageTable;
+  stage2: PageTable;
+  /** The IPA each mapped page got. */
+  pageIpa: Float64Array;
+}
+
+/**
+ * The nested machinery shared by the workloads: a guest stage 1 (tables at IPAs in a window
+ * stage 2 maps 1:1 with 4 KiB pages) mapping page p at `vaOfPage(p)` onto a distinct random
+ * IPA page of a 4 GiB guest-RAM window, and stage 2 mapping each of those onto a random frame
+ * of 256 MiB of RAM.
+ */
+function buildNestedPages(pages: number, vaOfPage: (p: number) => number, rand: () => number): NestedTables {
   const W = NESTED_4K_1G;
-  const rand = mulberry32(opts.seed ?? 1);
-  const fraction = opts.fraction ?? 1;
-  const chunkBytes = Math.max(4096, Math.floor((W.chunkBytes * fraction) / 4096) * 4096);
   const mem = PhysMem.create({
     regions: [
       { base: W.guestTablesIpa, size: W.guestTablesBytes + W.hostTablesBytes, name: 'page tables' },
@@ -84,11 +94,9 @@ export function buildNested4k1g(opts: Nested4k1gOptions = {}): Nested4k1g {
   }
   const guestTables = new IpaTables(mem, stage2, W.guestTablesIpa, W.guestTablesIpa + W.guestTablesBytes);
   const stage1 = new PageTable({ stage: 1, granule: 4, ias: 48, oas: 48, tables: guestTables, asid: 1 });
-
-  const pagesPerChunk = chunkBytes / 4096;
-  const pages = W.chunks * pagesPerChunk;
   // Distinct random IPA pages of the guest-RAM window (rejection sampling on a bitmap).
   const ipaPages = W.guestRamBytes / 4096;
+  if (pages > ipaPages / 2) throw new RangeError(`${pages} pages do not fit comfortably in the 4 GiB guest-RAM window`);
   const used = new Uint8Array(ipaPages / 8);
   const framePages = W.dataBytes / 4096;
   const pageIpa = new Float64Array(pages);
@@ -99,11 +107,54 @@ export function buildNested4k1g(opts: Nested4k1gOptions = {}): Nested4k1g {
     used[n >> 3]! |= 1 << (n & 7);
     const ipa = W.guestRamIpa + n * 4096;
     pageIpa[p] = ipa;
-    const chunk = Math.floor(p / pagesPerChunk);
-    const va = chunk * W.chunkStride + (p % pagesPerChunk) * 4096;
-    stage1.map(va, ipa, 4096, PROT_READ | PROT_WRITE | PROT_CACHE);
+    stage1.map(vaOfPage(p), ipa, 4096, PROT_READ | PROT_WRITE | PROT_CACHE);
     stage2.map(ipa, W.dataPa + Math.floor(rand() * framePages) * 4096, 4096, PROT_READ | PROT_WRITE | PROT_CACHE);
   }
+  return { mem, stage1, stage2, pageIpa };
+}
+
+export interface NestedRegions {
+  mem: PhysMem;
+  stage1: PageTable;
+  stage2: PageTable;
+  nested: Regime;
+  pages: number;
+  buildMs: number;
+}
+
+/** Nested tables (as nested-4k-1g builds them) mapping every 4 KiB page of `regions`, e.g. a DMA workload's footprint. */
+export function buildNestedRegions(regions: ReadonlyArray<{ base: number; size: number }>, seed = 1): NestedRegions {
+  const t0 = performance.now();
+  const starts: number[] = [];
+  const firstPage: number[] = [];
+  let pages = 0;
+  for (const r of regions) {
+    const base = Math.floor(r.base / 4096) * 4096;
+    const end = Math.ceil((r.base + r.size) / 4096) * 4096;
+    starts.push(base);
+    firstPage.push(pages);
+    pages += (end - base) / 4096;
+  }
+  const vaOfPage = (p: number): number => {
+    let i = firstPage.length - 1;
+    while (firstPage[i]! > p) i--;
+    return starts[i]! + (p - firstPage[i]!) * 4096;
+  };
+  const t = buildNestedPages(pages, vaOfPage, mulberry32(seed));
+  const nested = decodeStage2(t.stage2.stage2Fields(), decodeStage1(t.stage1.stage1Fields(), new Regime()));
+  return { mem: t.mem, stage1: t.stage1, stage2: t.stage2, nested, pages, buildMs: performance.now() - t0 };
+}
+
+export function buildNested4k1g(opts: Nested4k1gOptions = {}): Nested4k1g {
+  const t0 = performance.now();
+  const W = NESTED_4K_1G;
+  const rand = mulberry32(opts.seed ?? 1);
+  const fraction = opts.fraction ?? 1;
+  const chunkBytes = Math.max(4096, Math.floor((W.chunkBytes * fraction) / 4096) * 4096);
+  const pagesPerChunk = chunkBytes / 4096;
+  const pages = W.chunks * pagesPerChunk;
+  const vaOf = (p: number): number => Math.floor(p / pagesPerChunk) * W.chunkStride + (p % pagesPerChunk) * 4096;
+  const { mem, stage1, stage2, pageIpa } = buildNestedPages(pages, vaOf, rand);
 
   const nq = opts.queries ?? 1 << 20;
   const vas = new Float64Array(nq);
@@ -111,8 +162,7 @@ export function buildNested4k1g(opts: Nested4k1gOptions = {}): Nested4k1g {
   for (let i = 0; i < nq; i++) {
     const p = Math.floor(rand() * pages);
     const offset = Math.floor(rand() * 4096);
-    const chunk = Math.floor(p / pagesPerChunk);
-    vas[i] = chunk * W.chunkStride + (p % pagesPerChunk) * 4096 + offset;
+    vas[i] = vaOf(p) + offset;
     ipas[i] = pageIpa[p]! + offset;
   }
 
