@@ -1,0 +1,156 @@
+/**
+ * `npm run bench:farm`: the translation farm of issue E.
+ *
+ * For 1..N units (default: 1 and the number of cores), on a hit-dominated
+ * workload (a hot set of 64 pages, MMU-600-like caches) and a walk-dominated
+ * one (nested-4k-1g in random order, no caches): aggregate translations/s,
+ * the speedup over one unit, and farm efficiency = time the units spent
+ * translating / (wall time x units). Batches of --batch translations (default
+ * 16384) are handed over in shared buffers.
+ *
+ * Also: a bare worker_threads ALU loop on 1 and N threads, measured in the same
+ * run, so that the farm's scaling can be read against what the machine gives
+ * any two threads at that moment.
+ */
+
+import { cpus } from 'node:os';
+import { Worker } from 'node:worker_threads';
+import { CACHE_PRESETS } from '../src/cache/presets.js';
+import { ArmSmmuDriver } from '../src/driver/arm-smmu.js';
+import { Farm } from '../src/farm/farm.js';
+import { encodeIds } from '../src/smmu/id.js';
+import { Smmu } from '../src/smmu/smmu.js';
+import { buildNested4k1g } from '../src/workloads/nested-4k-1g.js';
+import { fmt, machine, spread, writeResults, type Spread } from './lib.js';
+
+function arg(name: string, dflt: string): string {
+  const i = process.argv.indexOf(name);
+  return i >= 0 && i + 1 < process.argv.length ? process.argv[i + 1]! : dflt;
+}
+
+/** Iterations/s of a pure ALU loop on `threads` threads at once (aggregate). */
+async function bareLoop(threads: number, iterations: number): Promise<number> {
+  const code = `const { parentPort, workerData } = require('node:worker_threads');
+    let s = 0; const t0 = performance.now();
+    for (let i = 0; i < workerData; i++) s = (s * 31 + i) | 0;
+    parentPort.postMessage([performance.now() - t0, s]);`;
+  const t0 = performance.now();
+  await Promise.all(
+    Array.from({ length: threads }, () => new Promise((res, rej) => {
+      const w = new Worker(code, { eval: true, workerData: iterations });
+      w.once('message', res);
+      w.once('error', rej);
+    })),
+  );
+  return (threads * iterations) / ((performance.now() - t0) / 1000);
+}
+
+interface Row {
+  workload: string;
+  units: number;
+  translationsPerSec: Spread;
+  speedup: number;
+  efficiency: Spread;
+}
+
+async function main(): Promise<void> {
+  const quick = process.argv.includes('--quick');
+  const rounds = Number(arg('--rounds', quick ? '2' : '5'));
+  const batches = Number(arg('--batches', quick ? '6' : '20'));
+  const batch = Number(arg('--batch', '16384'));
+  const maxUnits = Number(arg('--units', String(Math.max(2, cpus().length))));
+  const outDir = arg('--out', 'results');
+  const w = buildNested4k1g({ seed: 1, fraction: quick ? 1 / 16 : 1, queries: 1 << 18 });
+  const smmu = new Smmu(encodeIds({ smrs: 16, contextBanks: 8, s2OnlyBanks: 2 }), w.mem);
+  const drv = new ArmSmmuDriver(smmu);
+  drv.probe();
+  drv.reset();
+  drv.attach(drv.createDomain('nested', w.stage1, drv.createDomain('s2', w.stage2)), [{ id: 0, mask: 15 }]);
+  const sids = Array.from({ length: 16 }, (_, i) => i);
+
+  const workloads = [
+    { name: 'hit-dominated (64 hot pages, mmu600)', cache: CACHE_PRESETS.mmu600!, hot: 64 },
+    { name: 'walk-dominated (nested-4k-1g, no caches)', cache: null, hot: 0 },
+  ];
+  const unitCounts = [...new Set([1, maxUnits])];
+  const rows: Row[] = [];
+  for (const wl of workloads) {
+    let base = 0;
+    for (const units of unitCounts) {
+      const farm = await Farm.start({ mem: w.mem, units, cache: wl.cache, distribution: 'affinity', capacity: batch });
+      farm.loadConfig(smmu, sids);
+      const n = batch;
+      const s = new Int32Array(n);
+      const vas = new Float64Array(n);
+      const accs = new Uint8Array(n);
+      const pa = new Float64Array(n);
+      const st = new Int8Array(n);
+      let cursor = 0;
+      const fill = (): void => {
+        for (let i = 0; i < n; i++) {
+          s[i] = i & 15;
+          vas[i] = wl.hot > 0 ? w.vas[(cursor + i) % wl.hot]! : w.vas[(cursor + i) % w.vas.length]!;
+        }
+        cursor += n;
+      };
+      fill();
+      farm.translate(s, vas, accs, n, pa, st); // warm-up
+      const tps: number[] = [];
+      const eff: number[] = [];
+      for (let r = 0; r < rounds; r++) {
+        const b0 = farm.unitStats().reduce((a, x) => a + x.busyMs, 0);
+        const t0 = performance.now();
+        for (let b = 0; b < batches; b++) {
+          fill();
+          farm.translate(s, vas, accs, n, pa, st);
+        }
+        const wall = performance.now() - t0;
+        const busy = farm.unitStats().reduce((a, x) => a + x.busyMs, 0) - b0;
+        tps.push((batches * n) / (wall / 1000));
+        eff.push(busy / (wall * units));
+      }
+      await farm.close();
+      const t = spread(tps);
+      if (units === 1) base = t.median;
+      rows.push({ workload: wl.name, units, translationsPerSec: t, speedup: t.median / base, efficiency: spread(eff) });
+      process.stderr.write(`bench:farm: ${wl.name}, ${units} unit(s): ${fmt(t.median / 1e6, 2)} M/s\n`);
+    }
+  }
+  const loopIter = quick ? 5e7 : 2e8;
+  const bare1 = await bareLoop(1, loopIter);
+  const bareN = await bareLoop(maxUnits, loopIter);
+  const m = machine();
+  const json = {
+    benchmark: 'farm',
+    command: `npm run bench:farm${quick ? ' -- --quick' : ''}`,
+    machine: m,
+    rounds,
+    batchesPerRound: batches,
+    batch,
+    rows,
+    bareLoopSpeedup: { threads: maxUnits, speedup: bareN / bare1 },
+  };
+  const md = [
+    '# Farm benchmark',
+    '',
+    `Command: \`${json.command}\`. Machine: ${m.cpu}, ${m.cores} cores, Node ${m.node}, ${m.date}.`,
+    `Medians of ${rounds} rounds of ${batches} batches of ${batch} translations (affinity distribution), min-max beside them.`,
+    '',
+    '| workload | units | translations/s | min-max | speedup over 1 unit | farm efficiency |',
+    '|---|---:|---:|---:|---:|---:|',
+    ...rows.map(
+      (r) =>
+        `| ${r.workload} | ${r.units} | ${fmt(r.translationsPerSec.median / 1e6, 2)} M | ${fmt(r.translationsPerSec.min / 1e6, 2)}-${fmt(r.translationsPerSec.max / 1e6, 2)} M | ${fmt(r.speedup, 2)}x | ${fmt(100 * r.efficiency.median, 1)}% |`,
+    ),
+    '',
+    `In the same run, a bare worker_threads ALU loop on ${maxUnits} threads reached ${fmt(json.bareLoopSpeedup.speedup, 2)}x one thread: what this machine gave any ${maxUnits} threads at the time.`,
+    '',
+  ].join('\n');
+  writeResults('farm', json, md, outDir);
+  process.stdout.write(md);
+}
+
+main().catch((e: unknown) => {
+  process.stderr.write(`bench:farm failed: ${(e as Error).stack ?? String(e)}\n`);
+  process.exit(1);
+});
