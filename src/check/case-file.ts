@@ -4,6 +4,8 @@
  * the bad field.
  */
 
+import { JsonReader, describe } from '../util/json-reader.js';
+
 export type CaseFaultType = 'translation' | 'access-flag' | 'permission' | 'address-size' | 'external';
 
 export interface CaseFault {
@@ -52,48 +54,7 @@ export class CaseError extends Error {
 const FAULT_TYPES: readonly string[] = ['translation', 'access-flag', 'permission', 'address-size', 'external'];
 const PS_VALUES: readonly number[] = [32, 36, 40, 42, 44, 48];
 
-function describe(v: unknown): string {
-  if (v === undefined) return 'nothing';
-  const s = JSON.stringify(v);
-  return s.length > 40 ? s.slice(0, 37) + '...' : s;
-}
-
-class Reader {
-  constructor(readonly file: string) {}
-
-  fail(path: string, problem: string): never {
-    throw new CaseError(this.file, path, problem);
-  }
-
-  object(v: unknown, path: string): Record<string, unknown> {
-    if (typeof v !== 'object' || v === null || Array.isArray(v)) this.fail(path, `expected an object, got ${describe(v)}`);
-    return v as Record<string, unknown>;
-  }
-
-  array(v: unknown, path: string): unknown[] {
-    if (!Array.isArray(v)) this.fail(path, `expected an array, got ${describe(v)}`);
-    return v;
-  }
-
-  hex64(v: unknown, path: string): bigint {
-    if (typeof v !== 'string' || !/^0x[0-9a-fA-F]{1,16}$/.test(v)) {
-      this.fail(path, `expected a 64-bit number as a "0x..." hex string (at most 16 digits), got ${describe(v)}`);
-    }
-    return BigInt(v);
-  }
-
-  int(v: unknown, path: string, ok: (n: number) => boolean, what: string): number {
-    if (typeof v !== 'number' || !Number.isInteger(v) || !ok(v)) this.fail(path, `expected ${what}, got ${describe(v)}`);
-    return v;
-  }
-
-  bool(v: unknown, path: string): boolean {
-    if (typeof v !== 'boolean') this.fail(path, `expected true or false, got ${describe(v)}`);
-    return v;
-  }
-}
-
-function parseStage(r: Reader, v: unknown, path: string, stage: 1 | 2): CaseStage | null {
+function parseStage(r: JsonReader, v: unknown, path: string, stage: 1 | 2): CaseStage | null {
   if (v === null) return null;
   const o = r.object(v, path);
   const tg = r.int(o.tg, `${path}.tg`, (n) => n === 4 || n === 16 || n === 64, 'a granule of 4, 16 or 64 (KiB)') as 4 | 16 | 64;
@@ -106,7 +67,7 @@ function parseStage(r: Reader, v: unknown, path: string, stage: 1 | 2): CaseStag
   return out;
 }
 
-function parseExpect(r: Reader, v: unknown, path: string): CaseExpect {
+function parseExpect(r: JsonReader, v: unknown, path: string): CaseExpect {
   const o = r.object(v, path);
   if ('pa' in o) {
     const pa = r.hex64(o.pa, `${path}.pa`);
@@ -131,7 +92,7 @@ function parseExpect(r: Reader, v: unknown, path: string): CaseExpect {
 
 /** Parses and validates one case from its JSON text. Throws CaseError. */
 export function parseCase(text: string, file: string): VmsaCase {
-  const r = new Reader(file);
+  const r = new JsonReader(file, (f, p, m) => new CaseError(f, p, m));
   let doc: unknown;
   try {
     doc = JSON.parse(text);

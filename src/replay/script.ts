@@ -6,6 +6,9 @@
  */
 
 import { readFileSync } from 'node:fs';
+import { JsonReader, describe } from '../util/json-reader.js';
+
+const HEX = 'a "0x..." hex string of at most 64 bits';
 import { PhysMem, type RegionSpec } from '../memory/phys.js';
 import { SmmuConfigError, decodeIds } from '../smmu/id.js';
 import * as R from '../smmu/regs.js';
@@ -38,47 +41,14 @@ export interface SmmuScript {
   steps: Step[];
 }
 
-function describe(v: unknown): string {
-  if (v === undefined) return 'nothing';
-  const s = JSON.stringify(v);
-  return s.length > 40 ? s.slice(0, 37) + '...' : s;
-}
-
-class Reader {
-  constructor(readonly file: string) {}
-  fail(path: string, problem: string): never {
-    throw new ScriptError(this.file, path, problem);
-  }
-  object(v: unknown, path: string): Record<string, unknown> {
-    if (typeof v !== 'object' || v === null || Array.isArray(v)) this.fail(path, `expected an object, got ${describe(v)}`);
-    return v as Record<string, unknown>;
-  }
-  array(v: unknown, path: string): unknown[] {
-    if (!Array.isArray(v)) this.fail(path, `expected an array, got ${describe(v)}`);
-    return v;
-  }
-  hex(v: unknown, path: string): bigint {
-    if (typeof v !== 'string' || !/^0x[0-9a-fA-F]{1,16}$/.test(v)) this.fail(path, `expected a "0x..." hex string of at most 64 bits, got ${describe(v)}`);
-    return BigInt(v);
-  }
-  int(v: unknown, path: string, what: string, max: number): number {
-    if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v > max) this.fail(path, `expected ${what}, got ${describe(v)}`);
-    return v;
-  }
-  bool(v: unknown, path: string): boolean {
-    if (typeof v !== 'boolean') this.fail(path, `expected true or false, got ${describe(v)}`);
-    return v;
-  }
-}
-
-function parseExpect(r: Reader, v: unknown, path: string): Expect {
+function parseExpect(r: JsonReader, v: unknown, path: string): Expect {
   const o = r.object(v, path);
-  if ('pa' in o) return { pa: r.hex(o.pa, `${path}.pa`) };
+  if ('pa' in o) return { pa: r.hex64(o.pa, `${path}.pa`, HEX) };
   if ('abort' in o) {
     if (o.abort !== true) r.fail(`${path}.abort`, `expected true, got ${describe(o.abort)}`);
     return { abort: true };
   }
-  if ('stall' in o) return { stall: r.int(o.stall, `${path}.stall`, 'a tag number', 2 ** 31) };
+  if ('stall' in o) return { stall: r.int(o.stall, `${path}.stall`, (n) => n >= 0 && n <= 2 ** 31, 'a tag number') };
   if ('oneOf' in o) return { oneOf: r.array(o.oneOf, `${path}.oneOf`).map((e, i) => parseExpect(r, e, `${path}.oneOf[${i}]`)) };
   return r.fail(path, 'expected {"pa"}, {"abort"}, {"stall"} or {"oneOf"}');
 }
@@ -110,7 +80,7 @@ export function checkRegisterOffsets(s: SmmuScript, file: string, space: number)
  * space that ID1 gives) and pending tags (stalled by an earlier dma step). Throws ScriptError.
  */
 export function parseScript(text: string, file: string): SmmuScript {
-  const r = new Reader(file);
+  const r = new JsonReader(file, (f, p, m) => new ScriptError(f, p, m));
   let doc: unknown;
   try {
     doc = JSON.parse(text);
@@ -122,7 +92,7 @@ export function parseScript(text: string, file: string): SmmuScript {
   if (typeof o.name !== 'string' || o.name === '') r.fail('$.name', `expected a non-empty string, got ${describe(o.name)}`);
   const ido = r.object(o.id, '$.id');
   const id32 = (k: string): number => {
-    const v = r.hex(ido[k], `$.id.${k}`);
+    const v = r.hex64(ido[k], `$.id.${k}`, HEX);
     if (v > 0xffffffffn) r.fail(`$.id.${k}`, 'an ID register is 32 bits');
     return Number(v);
   };
@@ -138,15 +108,15 @@ export function parseScript(text: string, file: string): SmmuScript {
   const memory: Array<[bigint, bigint]> = r.array(o.memory ?? [], '$.memory').map((w, i) => {
     const pair = r.array(w, `$.memory[${i}]`);
     if (pair.length !== 2) r.fail(`$.memory[${i}]`, `expected [address, value], got ${pair.length} elements`);
-    const at = r.hex(pair[0], `$.memory[${i}][0]`);
+    const at = r.hex64(pair[0], `$.memory[${i}][0]`, HEX);
     if (at % 8n !== 0n || at >= 1n << 48n) r.fail(`$.memory[${i}][0]`, 'expected an 8-byte aligned address below 2^48');
-    return [at, r.hex(pair[1], `$.memory[${i}][1]`)];
+    return [at, r.hex64(pair[1], `$.memory[${i}][1]`, HEX)];
   });
   const steps: Step[] = r.array(o.steps, '$.steps').map((sv, i): Step => {
     const p = `$.steps[${i}]`;
     const s = r.object(sv, p);
     const offset = (): number => {
-      const at = r.hex(s.at, `${p}.at`);
+      const at = r.hex64(s.at, `${p}.at`, HEX);
       if (at % 4n !== 0n || at >= 1n << 32n) r.fail(`${p}.at`, `register offset ${s.at as string} is not a 4-byte aligned 32-bit offset`);
       const width = s.op === 'w64' || s.op === 'r64' ? 8 : 4;
       if (Number(at) + width > space) r.fail(`${p}.at`, outsideText(Number(at), width, space));
@@ -155,31 +125,31 @@ export function parseScript(text: string, file: string): SmmuScript {
     switch (s.op) {
       case 'w32':
       case 'w64': {
-        const value = r.hex(s.value, `${p}.value`);
+        const value = r.hex64(s.value, `${p}.value`, HEX);
         if (s.op === 'w32' && value > 0xffffffffn) r.fail(`${p}.value`, 'a w32 value must fit in 32 bits');
         return { op: s.op, at: offset(), value };
       }
       case 'r32':
       case 'r64':
-        return { op: s.op, at: offset(), expect: r.hex(s.expect, `${p}.expect`), mask: s.mask === undefined ? null : r.hex(s.mask, `${p}.mask`) };
+        return { op: s.op, at: offset(), expect: r.hex64(s.expect, `${p}.expect`, HEX), mask: s.mask === undefined ? null : r.hex64(s.mask, `${p}.mask`, HEX) };
       case 'mem': {
-        const at = r.hex(s.at, `${p}.at`);
+        const at = r.hex64(s.at, `${p}.at`, HEX);
         if (at % 8n !== 0n || at >= 1n << 48n) r.fail(`${p}.at`, 'expected an 8-byte aligned physical address below 2^48');
-        return { op: 'mem', at: Number(at), value: r.hex(s.value, `${p}.value`) };
+        return { op: 'mem', at: Number(at), value: r.hex64(s.value, `${p}.value`, HEX) };
       }
       case 'dma': {
         if (s.acc !== 'r' && s.acc !== 'w' && s.acc !== 'x') r.fail(`${p}.acc`, `expected "r", "w" or "x", got ${describe(s.acc)}`);
         return {
           op: 'dma',
-          sid: r.int(s.sid, `${p}.sid`, 'a stream ID (a non-negative integer below 2^16)', 0xffff),
-          va: r.hex(s.va, `${p}.va`),
+          sid: r.int(s.sid, `${p}.sid`, (n) => n >= 0 && n <= 0xffff, 'a stream ID (a non-negative integer below 2^16)'),
+          va: r.hex64(s.va, `${p}.va`, HEX),
           acc: s.acc as 'r' | 'w' | 'x',
           priv: r.bool(s.priv, `${p}.priv`),
           expect: parseExpect(r, s.expect, `${p}.expect`),
         };
       }
       case 'pending':
-        return { op: 'pending', tag: r.int(s.tag, `${p}.tag`, 'a tag number', 2 ** 31), expect: parseExpect(r, s.expect, `${p}.expect`) };
+        return { op: 'pending', tag: r.int(s.tag, `${p}.tag`, (n) => n >= 0 && n <= 2 ** 31, 'a tag number'), expect: parseExpect(r, s.expect, `${p}.expect`) };
       default:
         return r.fail(`${p}.op`, `unknown op ${describe(s.op)} (expected w32, w64, r32, r64, mem, dma or pending)`);
     }
