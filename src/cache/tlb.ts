@@ -59,7 +59,19 @@ export class Tlb {
   readonly sets: number;
   private readonly setMask: number;
   readonly replacement: Replacement;
-  readonly stats: TlbStats = { lookups: 0, hits: 0, misses: 0, fills: 0, evictions: 0, invalidated: 0, droppedFills: 0, flushes: 0 };
+  private readonly counters: TlbStats = { lookups: 0, hits: 0, misses: 0, fills: 0, evictions: 0, invalidated: 0, droppedFills: 0, flushes: 0 };
+  // Hits and misses are counted in plain fields on the hot path and folded into `stats` when read.
+  private nHits = 0;
+  private nMisses = 0;
+
+  /** Statistics (the same object every time; its counters may be updated by the owner). */
+  get stats(): TlbStats {
+    const c = this.counters;
+    c.hits = this.nHits;
+    c.misses = this.nMisses;
+    c.lookups = this.nHits + this.nMisses;
+    return c;
+  }
 
   // Per slot (set * ways + way). size = 0 marks an invalid slot.
   readonly size: Uint8Array;
@@ -152,28 +164,31 @@ export class Tlb {
    * `cb` may be ANY_CB in an entry to match every bank; `asid` GLOBAL in an entry to match every ASID.
    */
   lookup(cb: number, vmid: number, asid: number, va: number): number {
-    this.stats.lookups++;
     const sizes = this.sizesPresent;
+    const n = sizes.length;
     const ways = this.ways;
-    for (let k = 0; k < sizes.length; k++) {
+    const keys = this.key;
+    for (let k = 0; k < n; k++) {
       const s = sizes[k]!;
       const key = Math.floor(va * INV_POW2[s]!);
-      const base = this.setOf(key, s) * ways;
+      // The set: setOf(key, s), inlined.
+      const lo = key | 0;
+      const base = ((lo ^ ((key * INV_TWO32) | 0) ^ Math.imul(s, 0x9e3779b1) ^ (lo >>> 13)) & this.setMask) * ways;
       for (let w = base; w < base + ways; w++) {
         if (
+          keys[w] === key &&
           this.size[w] === s &&
-          this.key[w] === key &&
           this.vmid[w] === vmid &&
           (this.cb[w] === cb || this.cb[w] === ANY_CB) &&
           (this.asid[w] === asid || this.asid[w] === GLOBAL)
         ) {
-          this.touch(w, base);
-          this.stats.hits++;
+          if (ways > 1) this.touch(w, base);
+          this.nHits++;
           return w;
         }
       }
     }
-    this.stats.misses++;
+    this.nMisses++;
     return -1;
   }
 
