@@ -13,11 +13,14 @@
  *   plain-biguint64      a plain BigUint64Array load            (NOT tear-free)
  *
  * Figures: ns per read, median of --rounds tinybench runs, with min and max.
+ * --quick: 2 rounds of 100 ms; --tiny (for tests): 1 round of 20 ms over 16 MiB.
+ * results/atomic-read.json follows the smmu-farm-bench/1 schema (src/bench/schema.ts).
  */
 
 import { Bench } from 'tinybench';
 import { PhysMem } from '../src/memory/phys.js';
-import { fmt, machine, spread, writeResults, type Spread } from './lib.js';
+import { BENCH_SCHEMA, fromSpread, type BenchDoc } from '../src/bench/schema.js';
+import { benchMode, commandLine, fmt, machine, spread, writeResults, type Spread } from './lib.js';
 
 function leb(n: number): number[] {
   const o: number[] = [];
@@ -56,11 +59,12 @@ function arg(name: string, dflt: string): string {
 }
 
 async function main(): Promise<void> {
-  const quick = process.argv.includes('--quick');
-  const rounds = Number(arg('--rounds', quick ? '2' : '5'));
-  const timeMs = Number(arg('--time', quick ? '100' : '300'));
+  const mode = benchMode();
+  const quick = mode !== 'full';
+  const rounds = Number(arg('--rounds', mode === 'tiny' ? '1' : quick ? '2' : '5'));
+  const timeMs = Number(arg('--time', mode === 'tiny' ? '20' : quick ? '100' : '300'));
   const outDir = arg('--out', 'results');
-  const SIZE = 64 << 20;
+  const SIZE = mode === 'tiny' ? 16 << 20 : 64 << 20;
   const mem = PhysMem.create({ regions: [{ base: 0, size: SIZE }] });
   const words = SIZE / 8;
   const base = mem.offsetOf(0);
@@ -161,7 +165,7 @@ async function main(): Promise<void> {
     for (const [name, c] of Object.entries(candidates)) {
       const samples: number[] = [];
       for (let r = 0; r < rounds; r++) {
-        const bench = new Bench({ time: timeMs, warmupTime: 100 });
+        const bench = new Bench({ time: timeMs, warmupTime: Math.min(100, timeMs) });
         let cursor = 0;
         bench.add(name, () => {
           sink ^= c.fn(offs, cursor);
@@ -174,12 +178,31 @@ async function main(): Promise<void> {
     }
   }
   const m = machine();
-  const json = { benchmark: 'atomic-read', command: `npm run bench:atomics${quick ? ' -- --quick' : ''}`, machine: m, rounds, tinybenchTimeMs: timeMs, readsPerCall: N, results, sink };
+  const figures = Object.entries(results).flatMap(([pattern, byName]) =>
+    Object.entries(byName).map(([construction, r]) =>
+      fromSpread('ns per read', 'ns', { construction, pattern, tearFree: r.tearFree ? 'yes' : 'no' }, r),
+    ),
+  );
+  const json: BenchDoc = {
+    schema: BENCH_SCHEMA,
+    suite: 'atomics',
+    benchmark: 'atomic-read',
+    command: commandLine('bench:atomics', mode),
+    config: { mode, memoryMiB: SIZE / 2 ** 20, rounds, tinybenchTimeMs: timeMs, readsPerCall: N, patterns: Object.keys(patterns) },
+    headline: { title: 'Reading a 64-bit descriptor: ns per read, by construction (random over the buffer vs cache-hot)', metric: 'ns per read', x: 'construction', series: 'pattern' },
+    figures,
+    machine: m,
+    rounds,
+    tinybenchTimeMs: timeMs,
+    readsPerCall: N,
+    results,
+    sink,
+  };
   const md = [
     '# Reading a 64-bit descriptor as two 32-bit numbers',
     '',
     `Command: \`${json.command}\`. Machine: ${m.cpu}, ${m.cores} cores, Node ${m.node}, ${m.date}.`,
-    `ns per read: median of ${rounds} tinybench runs (${timeMs} ms each, ${N} reads per call), min-max beside it. Random: 2^20 offsets drawn uniformly over 64 MiB, swept in order; hot: 512 words.`,
+    `ns per read: median of ${rounds} tinybench runs (${timeMs} ms each, ${N} reads per call), min-max beside it. Random: 2^20 offsets drawn uniformly over ${SIZE / 2 ** 20} MiB, swept in order; hot: 512 words.`,
     '',
     '| construction | tear-free | random ns/read | hot ns/read | hot, relative to plain-i32-pair |',
     '|---|---|---:|---:|---:|',

@@ -8,6 +8,9 @@
  *    translation for every preset on the `nested-4k-1g` workload (and on the
  *    ring and Zipf workloads of src/workload when present).
  * Every timed figure is the median of --rounds tinybench runs with min and max.
+ * --quick: 2 rounds of 100 ms, 1/16 of nested-4k-1g, 64K queries; --tiny (for
+ * tests): 1 round of 20 ms, 1/256 of it, 4K queries.
+ * results/cache.json follows the smmu-farm-bench/1 schema (src/bench/schema.ts).
  */
 
 import { Bench } from 'tinybench';
@@ -19,7 +22,8 @@ import type { PhysMem } from '../src/memory/phys.js';
 import type { Regime } from '../src/pgtable/regime.js';
 import { createBatch, createPreset } from '../src/workload/index.js';
 import { buildNested4k1g, buildNestedRegions } from '../src/workloads/nested-4k-1g.js';
-import { fmt, machine, spread, writeResults, type Spread } from './lib.js';
+import { BENCH_SCHEMA, exact, fromSpread, type BenchDoc, type Figure } from '../src/bench/schema.js';
+import { benchMode, commandLine, fmt, machine, spread, writeResults, type Spread } from './lib.js';
 
 function arg(name: string, dflt: string): string {
   const i = process.argv.indexOf(name);
@@ -137,26 +141,55 @@ async function strategies(rounds: number, timeMs: number, fraction: number, quer
 }
 
 async function main(): Promise<void> {
-  const quick = process.argv.includes('--quick');
-  const rounds = Number(arg('--rounds', quick ? '2' : '5'));
-  const timeMs = Number(arg('--time', quick ? '100' : '300'));
+  const mode = benchMode();
+  const quick = mode !== 'full';
+  const tiny = mode === 'tiny';
+  const rounds = Number(arg('--rounds', tiny ? '1' : quick ? '2' : '5'));
+  const timeMs = Number(arg('--time', tiny ? '20' : quick ? '100' : '300'));
   const outDir = arg('--out', 'results');
-  const fraction = quick ? 0.0625 : 1;
-  const queries = quick ? 1 << 16 : 1 << 20;
+  const fraction = tiny ? 1 / 256 : quick ? 0.0625 : 1;
+  const queries = tiny ? 1 << 12 : quick ? 1 << 16 : 1 << 20;
   const hits = await hitPath(rounds, timeMs);
   const rows = await strategies(rounds, timeMs, fraction, queries);
   const m = machine();
-  const json = {
+  const workloads = tiny
+    ? 'nested-4k-1g (tiny: 1/256 of the VA), ring-pagepool, zipf-0.99; 4K queries each'
+    : quick
+      ? 'nested-4k-1g (quick: 1/16 of the VA), ring-pagepool, zipf-0.99; 64K queries each'
+      : 'nested-4k-1g (1 GiB), ring-pagepool, zipf-0.99 (1 GiB footprint); 1M queries each';
+  const figures: Figure[] = [
+    ...Object.entries(hits).map(([structure, s]) => fromSpread('ns per lookup (hit)', 'ns', { structure }, s)),
+    ...rows.flatMap((r) => {
+      const p = { workload: r.workload, preset: r.preset };
+      const f = [
+        exact('descriptor reads per translation', 'reads', p, r.readsPerTranslation),
+        exact('TLB hit rate', '%', p, 100 * r.hitRate),
+        exact('walks per translation', 'walks', p, r.walksPerTranslation),
+      ];
+      if (r.walksPerTranslation > 0) f.push(exact('descriptor reads per walk', 'reads', p, r.readsPerTranslation / r.walksPerTranslation));
+      f.push(fromSpread('ns per translation', 'ns', p, r.nsPerTranslation));
+      return f;
+    }),
+  ];
+  const json: BenchDoc = {
+    schema: BENCH_SCHEMA,
+    suite: 'cache',
     benchmark: 'cache',
-    command: `npm run bench:cache${quick ? ' -- --quick' : ''}`,
+    command: commandLine('bench:cache', mode),
+    config: { mode, workloads, fraction, queries, rounds, tinybenchTimeMs: timeMs, batch: BATCH, presets: presetNames() },
+    headline: {
+      title: 'Descriptor reads per translation, by cache preset and workload (nested, 4 KiB pages; 24 without caches)',
+      metric: 'descriptor reads per translation',
+      x: 'preset',
+      series: 'workload',
+    },
+    figures,
     machine: m,
     rounds,
     tinybenchTimeMs: timeMs,
     cReference: { '4-way lookup ns': 5.6, 'direct-mapped lookup ns': 1.7 },
     hitPathNsPerLookup: hits,
-    workloads: quick
-      ? 'nested-4k-1g (quick: 1/16 of the VA), ring-pagepool, zipf-0.99; 64K queries each'
-      : 'nested-4k-1g (1 GiB), ring-pagepool, zipf-0.99 (1 GiB footprint); 1M queries each',
+    workloads,
     strategies: rows,
   };
   const md = [
@@ -173,7 +206,7 @@ async function main(): Promise<void> {
     '',
     'A straightforward C lookup takes about 5.6 ns (4-way) and 1.7 ns (direct-mapped) on these machines.',
     '',
-    `## Strategies (${json.workloads}): a second pass over each query stream after a warm-up pass`,
+    `## Strategies (${workloads}): a second pass over each query stream after a warm-up pass`,
     '',
     'Every walk is nested, 4 KiB pages, 4 levels at both stages: 24 descriptor reads without caches.',
     '',

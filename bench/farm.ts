@@ -11,6 +11,10 @@
  * Also: a bare worker_threads ALU loop on 1 and N threads, measured in the same
  * run, so that the farm's scaling can be read against what the machine gives
  * any two threads at that moment.
+ *
+ * --quick: 2 rounds of 6 batches on 1/16 of nested-4k-1g; --tiny (for tests):
+ * 1 round of 2 batches of 4096 on 1/64 of it.
+ * results/farm.json follows the smmu-farm-bench/1 schema (src/bench/schema.ts).
  */
 
 import { cpus } from 'node:os';
@@ -21,7 +25,8 @@ import { Farm } from '../src/farm/farm.js';
 import { encodeIds } from '../src/smmu/id.js';
 import { Smmu } from '../src/smmu/smmu.js';
 import { buildNested4k1g } from '../src/workloads/nested-4k-1g.js';
-import { fmt, machine, spread, writeResults, type Spread } from './lib.js';
+import { BENCH_SCHEMA, fromSpread, measured, type BenchDoc } from '../src/bench/schema.js';
+import { benchMode, commandLine, fmt, machine, spread, writeResults, type Spread } from './lib.js';
 
 function arg(name: string, dflt: string): string {
   const i = process.argv.indexOf(name);
@@ -54,13 +59,16 @@ interface Row {
 }
 
 async function main(): Promise<void> {
-  const quick = process.argv.includes('--quick');
-  const rounds = Number(arg('--rounds', quick ? '2' : '5'));
-  const batches = Number(arg('--batches', quick ? '6' : '20'));
-  const batch = Number(arg('--batch', '16384'));
+  const mode = benchMode();
+  const quick = mode !== 'full';
+  const tiny = mode === 'tiny';
+  const rounds = Number(arg('--rounds', tiny ? '1' : quick ? '2' : '5'));
+  const batches = Number(arg('--batches', tiny ? '2' : quick ? '6' : '20'));
+  const batch = Number(arg('--batch', tiny ? '4096' : '16384'));
   const maxUnits = Number(arg('--units', String(Math.max(2, cpus().length))));
   const outDir = arg('--out', 'results');
-  const w = buildNested4k1g({ seed: 1, fraction: quick ? 1 / 16 : 1, queries: 1 << 18 });
+  const fraction = tiny ? 1 / 64 : quick ? 1 / 16 : 1;
+  const w = buildNested4k1g({ seed: 1, fraction, queries: tiny ? 1 << 14 : 1 << 18 });
   const smmu = new Smmu(encodeIds({ smrs: 16, contextBanks: 8, s2OnlyBanks: 2 }), w.mem);
   const drv = new ArmSmmuDriver(smmu);
   drv.probe();
@@ -116,13 +124,28 @@ async function main(): Promise<void> {
       process.stderr.write(`bench:farm: ${wl.name}, ${units} unit(s): ${fmt(t.median / 1e6, 2)} M/s\n`);
     }
   }
-  const loopIter = quick ? 5e7 : 2e8;
+  const loopIter = tiny ? 1e7 : quick ? 5e7 : 2e8;
   const bare1 = await bareLoop(1, loopIter);
   const bareN = await bareLoop(maxUnits, loopIter);
   const m = machine();
-  const json = {
+  const figures = rows.flatMap((r) => [
+    fromSpread('translations per second', 'translations/s', { workload: r.workload, units: r.units }, r.translationsPerSec),
+    fromSpread('farm efficiency', '%', { workload: r.workload, units: r.units }, {
+      median: 100 * r.efficiency.median,
+      min: 100 * r.efficiency.min,
+      max: 100 * r.efficiency.max,
+      runs: r.efficiency.runs,
+    }),
+  ]);
+  figures.push(measured('bare worker_threads loop speedup', 'x', { threads: maxUnits }, [bareN / bare1]));
+  const json: BenchDoc = {
+    schema: BENCH_SCHEMA,
+    suite: 'farm',
     benchmark: 'farm',
-    command: `npm run bench:farm${quick ? ' -- --quick' : ''}`,
+    command: commandLine('bench:farm', mode),
+    config: { mode, workload: 'nested-4k-1g', fraction, rounds, batchesPerRound: batches, batch, units: unitCounts, distribution: 'affinity' },
+    headline: { title: 'Farm throughput: translations per second, by number of translation units', metric: 'translations per second', x: 'units', series: 'workload' },
+    figures,
     machine: m,
     rounds,
     batchesPerRound: batches,
@@ -143,7 +166,7 @@ async function main(): Promise<void> {
         `| ${r.workload} | ${r.units} | ${fmt(r.translationsPerSec.median / 1e6, 2)} M | ${fmt(r.translationsPerSec.min / 1e6, 2)}-${fmt(r.translationsPerSec.max / 1e6, 2)} M | ${fmt(r.speedup, 2)}x | ${fmt(100 * r.efficiency.median, 1)}% |`,
     ),
     '',
-    `In the same run, a bare worker_threads ALU loop on ${maxUnits} threads reached ${fmt(json.bareLoopSpeedup.speedup, 2)}x one thread: what this machine gave any ${maxUnits} threads at the time.`,
+    `In the same run, a bare worker_threads ALU loop on ${maxUnits} threads reached ${fmt(bareN / bare1, 2)}x one thread: what this machine gave any ${maxUnits} threads at the time.`,
     '',
   ].join('\n');
   writeResults('farm', json, md, outDir);

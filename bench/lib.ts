@@ -1,31 +1,9 @@
 /** Shared bench helpers: the machine description and result files. */
 
 import { mkdirSync, writeFileSync } from 'node:fs';
-import { cpus, totalmem } from 'node:os';
 import { join } from 'node:path';
 
-export interface Machine {
-  cpu: string;
-  cores: number;
-  memoryGiB: number;
-  node: string;
-  v8: string;
-  platform: string;
-  date: string;
-}
-
-export function machine(): Machine {
-  const c = cpus();
-  return {
-    cpu: c[0]?.model ?? 'unknown',
-    cores: c.length,
-    memoryGiB: Math.round(totalmem() / 2 ** 30),
-    node: process.version,
-    v8: process.versions.v8,
-    platform: `${process.platform}-${process.arch}`,
-    date: new Date().toISOString(),
-  };
-}
+export { machine, type Machine } from '../src/bench/machine.js';
 
 export interface Spread {
   median: number;
@@ -49,4 +27,26 @@ export function writeResults(name: string, json: unknown, markdown: string, dir 
 
 export function fmt(n: number, digits = 1): string {
   return n.toFixed(digits);
+}
+
+/** full, --quick, or --tiny (the smallest configuration, for tests: its figures mean little). */
+export type BenchMode = 'full' | 'quick' | 'tiny';
+
+export function benchMode(argv: readonly string[] = process.argv): BenchMode {
+  return argv.includes('--tiny') ? 'tiny' : argv.includes('--quick') ? 'quick' : 'full';
+}
+
+/** The flag that selects `mode` (for child processes), if any. */
+export function modeArgs(mode: BenchMode): string[] {
+  return mode === 'full' ? [] : [`--${mode}`];
+}
+
+/**
+ * The command line recorded in results: `smmu-farm bench` sets SMMU_BENCH_COMMAND
+ * when it runs a benchmark program; run directly, it is the npm script.
+ */
+export function commandLine(script: string, mode: BenchMode): string {
+  const fromCli = process.env.SMMU_BENCH_COMMAND;
+  if (fromCli !== undefined && fromCli !== '') return fromCli;
+  return `npm run ${script}${mode === 'full' ? '' : ` -- --${mode}`}`;
 }

@@ -10,7 +10,9 @@
  * Every figure is the median over `--rounds` tinybench runs, with min and max.
  *
  * Options: --rounds N (default 5), --time MS per tinybench run (default 400),
- * --quick (2 rounds of 150 ms, 1/4 of the workload), --out DIR (default results).
+ * --quick (2 rounds of 150 ms, 1/4 of the workload), --tiny (1 round of 20 ms,
+ * 1/64 of the workload: for tests), --out DIR (default results).
+ * results/walk.json follows the smmu-farm-bench/1 schema (src/bench/schema.ts).
  */
 
 import { execFileSync } from 'node:child_process';
@@ -21,7 +23,8 @@ import type { Regime } from '../src/pgtable/regime.js';
 import { ACC_READ, WalkResult } from '../src/walk/result.js';
 import { translate } from '../src/walk/walk.js';
 import { buildNested4k1g } from '../src/workloads/nested-4k-1g.js';
-import { fmt, machine, spread, writeResults, type Spread } from './lib.js';
+import { BENCH_SCHEMA, exact, fromSpread, type BenchDoc } from '../src/bench/schema.js';
+import { benchMode, commandLine, fmt, machine, modeArgs, spread, writeResults, type BenchMode, type Spread } from './lib.js';
 import { BigIntAtomicsMem, PlainPairMem } from './mem-variants.js';
 
 const C_REFERENCE_NS = 74;
@@ -44,8 +47,8 @@ function arg(name: string, dflt: string): string {
   return i >= 0 && i + 1 < process.argv.length ? process.argv[i + 1]! : dflt;
 }
 
-async function child(variant: Variant, rounds: number, timeMs: number, fraction: number): Promise<ChildResult> {
-  const w = buildNested4k1g({ seed: 1, fraction });
+async function child(variant: Variant, rounds: number, timeMs: number, fraction: number, queries: number): Promise<ChildResult> {
+  const w = buildNested4k1g({ seed: 1, fraction, queries });
   const mem: PhysMem =
     variant === 'atomic' ? w.mem : variant === 'bigint' ? BigIntAtomicsMem.from(w.mem.share()) : PlainPairMem.from(w.mem.share());
   const res = new WalkResult();
@@ -88,13 +91,15 @@ async function child(variant: Variant, rounds: number, timeMs: number, fraction:
 }
 
 async function main(): Promise<void> {
-  const quick = process.argv.includes('--quick');
-  const rounds = Number(arg('--rounds', quick ? '2' : '5'));
-  const timeMs = Number(arg('--time', quick ? '150' : '400'));
-  const fraction = quick ? 0.25 : 1;
+  const mode: BenchMode = benchMode();
+  const quick = mode !== 'full';
+  const rounds = Number(arg('--rounds', mode === 'tiny' ? '1' : quick ? '2' : '5'));
+  const timeMs = Number(arg('--time', mode === 'tiny' ? '20' : quick ? '150' : '400'));
+  const fraction = mode === 'tiny' ? 1 / 64 : quick ? 0.25 : 1;
+  const queries = mode === 'tiny' ? 1 << 14 : 1 << 20;
   const variantArg = arg('--child', '');
   if (variantArg !== '') {
-    const r = await child(variantArg as Variant, rounds, timeMs, fraction);
+    const r = await child(variantArg as Variant, rounds, timeMs, fraction, queries);
     process.stdout.write(JSON.stringify(r) + '\n');
     return;
   }
@@ -103,7 +108,7 @@ async function main(): Promise<void> {
   const results: ChildResult[] = [];
   for (const v of VARIANTS) {
     process.stderr.write(`bench:walk: ${v} ...\n`);
-    const extra = quick ? ['--quick'] : [];
+    const extra = modeArgs(mode);
     const text = execFileSync(process.execPath, [self, '--child', v, '--rounds', String(rounds), '--time', String(timeMs), ...extra], {
       encoding: 'utf8',
       maxBuffer: 1 << 24,
@@ -113,10 +118,22 @@ async function main(): Promise<void> {
   const m = machine();
   const atomic = results.find((r) => r.variant === 'atomic')!;
   const nested = atomic.modes.nested.nsPerWalk.median;
-  const json = {
+  const workload = mode === 'tiny' ? 'nested-4k-1g (tiny: 1/64 of the VA)' : quick ? 'nested-4k-1g (quick: 1/4 of the VA)' : 'nested-4k-1g';
+  const figures = results.flatMap((r) =>
+    MODES.flatMap((regime) => [
+      fromSpread('ns per walk', 'ns', { variant: r.variant, regime }, r.modes[regime].nsPerWalk),
+      exact('descriptor reads per walk', 'reads', { variant: r.variant, regime }, r.modes[regime].readsPerWalk),
+    ]),
+  );
+  const json: BenchDoc = {
+    schema: BENCH_SCHEMA,
+    suite: 'walk',
     benchmark: 'walk',
-    command: `npm run bench:walk${quick ? ' -- --quick' : ''}`,
-    workload: quick ? 'nested-4k-1g (quick: 1/4 of the VA)' : 'nested-4k-1g',
+    command: commandLine('bench:walk', mode),
+    config: { mode, workload, fraction, queries, rounds, tinybenchTimeMs: timeMs, batch: BATCH, variants: [...VARIANTS] },
+    headline: { title: 'Time per walk (nested-4k-1g), by regime and descriptor-read construction', metric: 'ns per walk', x: 'regime', series: 'variant' },
+    figures,
+    workload,
     machine: m,
     rounds,
     tinybenchTimeMs: timeMs,

@@ -84,6 +84,12 @@ export class TranslationCaches implements TranslationCache {
    * could land in a concurrent farm). Null in normal use.
    */
   afterWalk: (() => void) | null = null;
+  /**
+   * The epoch rule above. Only the stress tester's `late-fill` injection (src/farm/inject.ts)
+   * turns it off, to show that its checker catches a walk filling after an invalidation. It is
+   * read only when a fill finds the epoch changed, so it costs nothing otherwise.
+   */
+  enforceEpoch = true;
   private readonly conservativeIpa: boolean;
 
   constructor(config: CacheConfig) {
@@ -188,10 +194,10 @@ export class TranslationCaches implements TranslationCache {
     if (!ok) return false;
     const entryAsid = kind === KIND_S2 || res.nG === 0 ? GLOBAL : asid;
     this.fillCombined(micro, cb, vmid, entryAsid, va, res.sizeShift, res.pa, kind === KIND_S1 ? -1 : res.ipa, res.perm, kind, epoch);
-    if (this.s1 !== null && kind !== KIND_S2 && epoch === this.epoch) {
+    if (this.s1 !== null && kind !== KIND_S2 && (epoch === this.epoch || !this.enforceEpoch)) {
       this.s1.fill(cb, vmid, entryAsid, va, res.s1SizeShift, res.ipa, -1, kind === KIND_NESTED ? this.s1PermOf(res) : res.perm, kind);
     }
-    if (this.s2 !== null && kind !== KIND_S1 && epoch === this.epoch) {
+    if (this.s2 !== null && kind !== KIND_S1 && (epoch === this.epoch || !this.enforceEpoch)) {
       this.s2.fill(ANY_CB, vmid, GLOBAL, res.ipa, res.s2SizeShift, res.pa, res.ipa, this.s2PermOf(res), KIND_S2);
     }
     return true;
@@ -232,13 +238,13 @@ export class TranslationCaches implements TranslationCache {
     res.pa = res.s2Out;
     res.ipa = ipa;
     res.sizeShift = res.s2SizeShift;
-    if (epoch === this.epoch) t.fill(ANY_CB, regime.vmid, GLOBAL, ipa, res.s2SizeShift, res.pa, ipa, res.perm, KIND_S2);
+    if (epoch === this.epoch || !this.enforceEpoch) t.fill(ANY_CB, regime.vmid, GLOBAL, ipa, res.s2SizeShift, res.pa, ipa, res.perm, KIND_S2);
     else t.stats.droppedFills++;
     return true;
   }
 
   private fillCombined(micro: Tlb | null, cb: number, vmid: number, asid: number, va: number, size: number, pa: number, ipa: number, perm: number, kind: number, epoch: number): void {
-    if (epoch !== this.epoch) {
+    if (epoch !== this.epoch && this.enforceEpoch) {
       // An invalidation was applied after this walk began: its result may be stale.
       if (this.main !== null) this.main.stats.droppedFills++;
       else if (micro !== null) micro.stats.droppedFills++;

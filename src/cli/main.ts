@@ -4,9 +4,12 @@
  */
 
 import { Command, Option } from 'commander';
+import { benchCommand } from './bench.js';
 import { checkCommand } from './check.js';
 import { demoCommand } from './demo.js';
 import { replayCachesHelp, replayCommand } from './replay.js';
+import { runCommandSpec } from './run.js';
+import { stressCommandSpec } from './stress.js';
 import { topologyCommand } from './topology.js';
 import { traceCommand } from './trace.js';
 
@@ -57,6 +60,9 @@ program
 
 program.addCommand(topologyCommand());
 program.addCommand(traceCommand());
+program.addCommand(runCommandSpec());
+program.addCommand(benchCommand());
+program.addCommand(stressCommandSpec());
 
 program.parseAsync(process.argv).catch((e: unknown) => {
   process.stderr.write(`smmu-farm: ${(e as Error).message}\n`);

@@ -11,7 +11,10 @@
  * consistent). A publisher never laps a busy unit (it waits for it to
  * acknowledge); idle units may be lapped and flush on wake. Sync: for every
  * unit, wait until it is idle (U_BUSY = 0) or has acknowledged
- * (U_ACKED >= the sequence number of the sync).
+ * (U_ACKED >= the sequence number of the sync). The publisher side lives in
+ * FarmInvalidator (invalidator.ts), so that other threads (CPU-side table
+ * owners) can publish and sync over the same FarmShared; Farm.invalidate and
+ * Farm.sync use one of their own.
  */
 
 import { existsSync } from 'node:fs';
@@ -23,24 +26,15 @@ import type { InvalidationScope } from '../cache/interface.js';
 import type { PhysMem } from '../memory/phys.js';
 import type { Smmu } from '../smmu/smmu.js';
 import { snapshotSmmu } from './config.js';
+import type { InjectMode } from './inject.js';
+import { FarmInvalidator } from './invalidator.js';
 import {
   CTL_CONFIG_GEN,
   CTL_MODE,
-  CTL_PUBLISHED,
   CTL_QUEUE_END,
   CTL_QUEUE_NEXT,
   CTL_STOP,
   CTL_WORDS,
-  INV_ADDR,
-  INV_ALL_ASIDS,
-  INV_ASID,
-  INV_CB,
-  INV_FIELDS,
-  INV_KIND,
-  INV_KINDS,
-  INV_LEAF,
-  INV_RING,
-  INV_VMID,
   STAT_FIELDS,
   S_ABORTS,
   S_BATCHES,
@@ -53,8 +47,6 @@ import {
   S_TRANSLATIONS,
   S_WALKS,
   UNIT_WORDS,
-  U_ACKED,
-  U_BUSY,
   U_COUNT,
   U_DONE,
   U_DOORBELL,
@@ -80,6 +72,20 @@ export interface FarmOptions {
   pollEvery?: number;
   /** Requests taken at a time in dynamic distribution (default 256). */
   chunk?: number;
+  /**
+   * Per-request clock stamps for the stress tester (FarmShared.stamps; `translate` can then
+   * return them). Default false: units run their ordinary loop.
+   */
+  stamped?: boolean;
+  /** A deliberately broken variant (src/farm/inject.ts), for the stress tester only. Default none. */
+  inject?: InjectMode | null;
+}
+
+/** Where `Farm.translate` copies the stamps of a stamped farm (FarmShared.stamps). */
+export interface TranslateStamps {
+  start: Int32Array;
+  end: Int32Array;
+  detail: Float64Array;
 }
 
 export interface UnitStats {
@@ -117,8 +123,9 @@ export class Farm {
   readonly units: number;
   readonly capacity: number;
   readonly distribution: Distribution;
+  /** The publisher side of the invalidation protocol, for this thread. */
+  readonly invalidator: FarmInvalidator;
   private readonly ctl: Int32Array;
-  private readonly inv: Float64Array;
   private readonly stats: Float64Array;
   private readonly pool: Piscina;
   private readonly tasks: Array<Promise<UnitSummary>>;
@@ -130,16 +137,17 @@ export class Farm {
     this.capacity = opts.capacity ?? 16384;
     this.distribution = opts.distribution ?? 'affinity';
     const queueCapacity = this.distribution === 'dynamic' ? this.capacity * this.units : this.capacity;
-    this.shared = createShared(this.units, queueCapacity);
+    this.shared = createShared(this.units, queueCapacity, opts.stamped === true);
     this.ctl = new Int32Array(this.shared.control);
-    this.inv = new Float64Array(this.shared.invalidations);
+    this.invalidator = new FarmInvalidator(this.shared, { inject: opts.inject === 'early-sync' ? 'early-sync' : null });
     this.stats = new Float64Array(this.shared.stats);
     Atomics.store(this.ctl, CTL_MODE, this.distribution === 'dynamic' ? 1 : 0);
     this.pool = new Piscina({ filename: workerFile(), minThreads: this.units, maxThreads: this.units, concurrentTasksPerWorker: 1, idleTimeout: 60_000, atomics: 'disabled' });
     const mem = opts.mem.share();
     this.tasks = [];
     for (let u = 0; u < this.units; u++) {
-      const init: UnitInit = { shared: this.shared, mem, unit: u, cache: opts.cache, pollEvery: opts.pollEvery ?? 32, chunk: opts.chunk ?? 256 };
+      const inject = opts.inject === 'early-sync' || opts.inject === undefined ? null : opts.inject;
+      const init: UnitInit = { shared: this.shared, mem, unit: u, cache: opts.cache, pollEvery: opts.pollEvery ?? 32, chunk: opts.chunk ?? 256, inject };
       this.tasks.push(this.pool.run(init) as Promise<UnitSummary>);
     }
   }
@@ -172,11 +180,13 @@ export class Farm {
   /**
    * Translates `n` requests: stream IDs, input addresses (signed numbers), access codes
    * (REQ_* of unit.ts); results into `pa` and `status` (RES_OK, RES_ABORT, or the walker's
-   * fault type). Blocks the calling thread until every unit is done.
+   * fault type). Blocks the calling thread until every unit is done. A stamped farm also
+   * copies each request's stamps into `stamps` when given.
    */
-  translate(sids: Int32Array, vas: Float64Array, accs: Uint8Array, n: number, pa: Float64Array, status: Int8Array): void {
+  translate(sids: Int32Array, vas: Float64Array, accs: Uint8Array, n: number, pa: Float64Array, status: Int8Array, stamps?: TranslateStamps): void {
     if (this.closed) throw new FarmError('the farm is closed');
     const s = this.shared;
+    if (stamps !== undefined && s.stamps === undefined) throw new FarmError('stamps were asked of a farm started without `stamped: true`');
     if (this.distribution === 'dynamic') {
       if (n > this.capacity * this.units) throw new FarmError(`batch of ${n} exceeds the queue capacity ${this.capacity * this.units}`);
       new Int32Array(s.reqSid[0]!).set(sids.subarray(0, n));
@@ -187,6 +197,11 @@ export class Farm {
       this.ring();
       pa.set(new Float64Array(s.resPa[0]!).subarray(0, n));
       status.set(new Int8Array(s.resStatus[0]!).subarray(0, n));
+      if (stamps !== undefined) {
+        stamps.start.set(new Int32Array(s.stamps!.start[0]!).subarray(0, n));
+        stamps.end.set(new Int32Array(s.stamps!.end[0]!).subarray(0, n));
+        stamps.detail.set(new Float64Array(s.stamps!.detail[0]!).subarray(0, n));
+      }
       return;
     }
     // Affinity: stream s -> unit s mod units. Scatter, ring, gather.
@@ -214,6 +229,18 @@ export class Farm {
       pa[i] = paV[u]![k]!;
       status[i] = stV[u]![k]!;
     }
+    if (stamps !== undefined) {
+      const t0V = s.stamps!.start.map((b) => new Int32Array(b));
+      const t1V = s.stamps!.end.map((b) => new Int32Array(b));
+      const dV = s.stamps!.detail.map((b) => new Float64Array(b));
+      for (let i = 0; i < n; i++) {
+        const u = Math.floor(where[i]! / this.capacity);
+        const k = where[i]! - u * this.capacity;
+        stamps.start[i] = t0V[u]![k]!;
+        stamps.end[i] = t1V[u]![k]!;
+        stamps.detail[i] = dV[u]![k]!;
+      }
+    }
   }
 
   /** Rings every unit's doorbell and waits until all are done. */
@@ -234,48 +261,17 @@ export class Farm {
     }
   }
 
-  /** Publishes one invalidation; returns its sequence number + 1 (what a sync waits for). */
+  /** Publishes one invalidation; returns its sequence number + 1 (what a sync waits for). See FarmInvalidator. */
   invalidate(scope: InvalidationScope): number {
-    const seq = Atomics.load(this.ctl, CTL_PUBLISHED);
-    // Never lap a busy unit: wait until every busy unit is within the ring.
-    for (let u = 0; u < this.units; u++) {
-      while (Atomics.load(this.ctl, this.u(u, U_BUSY)) === 1 && seq - Atomics.load(this.ctl, this.u(u, U_ACKED)) >= INV_RING - 1) {
-        Atomics.wait(this.ctl, this.u(u, U_ACKED), Atomics.load(this.ctl, this.u(u, U_ACKED)), 1);
-      }
-    }
-    const o = (seq % INV_RING) * INV_FIELDS;
-    const f = this.inv;
-    f.fill(0, o, o + INV_FIELDS);
-    f[o + INV_KIND] = INV_KINDS.indexOf(scope.kind);
-    if ('vmid' in scope) f[o + INV_VMID] = scope.vmid;
-    if (scope.kind === 'context') f[o + INV_CB] = scope.cb;
-    if (scope.kind === 'asid' || scope.kind === 'va') f[o + INV_ASID] = scope.asid;
-    if (scope.kind === 'va') {
-      f[o + INV_ALL_ASIDS] = scope.allAsids ? 1 : 0;
-      f[o + INV_ADDR] = scope.va;
-      f[o + INV_LEAF] = scope.leaf ? 1 : 0;
-    }
-    if (scope.kind === 'ipa') {
-      f[o + INV_ADDR] = scope.ipa;
-      f[o + INV_LEAF] = scope.leaf ? 1 : 0;
-    }
-    Atomics.store(this.ctl, CTL_PUBLISHED, seq + 1);
-    return seq + 1;
+    return this.invalidator.invalidate(scope);
   }
 
   /**
    * TLBSYNC: returns once every unit is idle or has applied every invalidation published
-   * before this call. Spins (the measured fastest wait here; see bench/farm.ts).
+   * before this call (by any thread). See FarmInvalidator.
    */
   sync(): void {
-    const target = Atomics.load(this.ctl, CTL_PUBLISHED);
-    for (let u = 0; u < this.units; u++) {
-      const busy = this.u(u, U_BUSY);
-      const acked = this.u(u, U_ACKED);
-      while (Atomics.load(this.ctl, busy) === 1 && Atomics.load(this.ctl, acked) < target) {
-        // spin
-      }
-    }
+    this.invalidator.sync();
   }
 
   /** Per-unit statistics. */

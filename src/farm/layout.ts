@@ -12,6 +12,7 @@
  * | streams       | Int32Array   | stream ID -> context record index (-1: unknown stream, aborts)       |
  * | requests      | per unit     | sid (Int32), va (Float64), acc (Uint8), pa (Float64), status (Int8)  |
  * | stats         | Float64Array | STAT_FIELDS per unit                                                  |
+ * | stamps        | optional     | only for the stress tester (src/farm/stress.ts), see `FarmStamps`     |
  *
  * Control words (Int32, all accessed with Atomics):
  *   CTL_STOP        1 asks every unit to leave its loop
@@ -19,6 +20,9 @@
  *   CTL_PUBLISHED   number of invalidations published so far (ring index = seq % INV_RING)
  *   CTL_QUEUE_NEXT  next request index to take in dynamic distribution
  *   CTL_QUEUE_END   number of requests in the shared queue (dynamic distribution)
+ *   CTL_MODE        0 = affinity, 1 = dynamic distribution
+ *   CTL_PUB_LOCK    publisher lock: invalidations may be published from several threads
+ *                   (src/farm/invalidator.ts); 1 while one of them writes a ring entry
  * Per unit u (base = CTL_WORDS + u * UNIT_WORDS):
  *   U_DOORBELL  bumped by the driver to start a batch (the unit waits on it)
  *   U_DONE      set to the doorbell value when the batch is finished (the driver waits on it)
@@ -34,6 +38,7 @@ export const CTL_PUBLISHED = 2;
 export const CTL_QUEUE_NEXT = 3;
 export const CTL_QUEUE_END = 4;
 export const CTL_MODE = 5; // 0 = affinity (each unit its own queue), 1 = dynamic (shared queue)
+export const CTL_PUB_LOCK = 6;
 export const CTL_WORDS = 16;
 
 export const U_DOORBELL = 0;
@@ -87,9 +92,26 @@ export interface FarmShared {
   reqAcc: SharedArrayBuffer[];
   resPa: SharedArrayBuffer[];
   resStatus: SharedArrayBuffer[];
+  /** Present only when the farm was created with `stamped: true` (the stress tester). */
+  stamps?: FarmStamps;
 }
 
-export function createShared(units: number, capacity: number): FarmShared {
+/**
+ * Per-request timestamps for the stress tester: a logical clock (Int32 word 0 of `clock`,
+ * bumped with Atomics.add by whoever changes tables) that a unit reads with Atomics.load
+ * immediately before and after each translation into `start`/`end` (Int32, one per request
+ * slot, parallel to the request buffers), and `detail` (Float64): for a fault, -1 when it
+ * was a stage-1 fault, or the faulting IPA for a stage-2 fault (0 for a translation).
+ * Without stamps a unit runs its ordinary loop: the stamped loop is a separate function.
+ */
+export interface FarmStamps {
+  clock: SharedArrayBuffer;
+  start: SharedArrayBuffer[];
+  end: SharedArrayBuffer[];
+  detail: SharedArrayBuffer[];
+}
+
+export function createShared(units: number, capacity: number, stamped = false): FarmShared {
   const per = (bytes: number): SharedArrayBuffer[] => Array.from({ length: units }, () => new SharedArrayBuffer(bytes));
   const streams = new SharedArrayBuffer(4 * MAX_STREAMS);
   new Int32Array(streams).fill(-1);
@@ -106,5 +128,6 @@ export function createShared(units: number, capacity: number): FarmShared {
     reqAcc: per(capacity),
     resPa: per(8 * capacity),
     resStatus: per(capacity),
+    ...(stamped ? { stamps: { clock: new SharedArrayBuffer(64), start: per(4 * capacity), end: per(4 * capacity), detail: per(8 * capacity) } } : {}),
   };
 }

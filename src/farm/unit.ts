@@ -16,6 +16,11 @@
  *   removed by it, and walks after it read the changed tables.
  * - A unit that fell more than INV_RING invalidations behind (the ring
  *   lapped it while idle) flushes its caches entirely.
+ *
+ * With stamps (FarmShared.stamps, the stress tester only) a batch runs
+ * `translateRangeStamped`, a copy of the ordinary loop that also records the
+ * logical clock before and after each translation; `init.inject` selects one
+ * of the deliberately broken variants of src/farm/inject.ts.
  */
 
 import { TranslationCaches, type CacheConfig } from '../cache/caches.js';
@@ -24,6 +29,7 @@ import { PhysMem, type PhysMemShared } from '../memory/phys.js';
 import { Regime } from '../pgtable/regime.js';
 import { ACC_EXEC, ACC_READ, ACC_UNPRIV, ACC_WRITE, WalkResult } from '../walk/result.js';
 import { CTX_ABORT, CTX_BYPASS, readContext } from './config.js';
+import { TearingPhysMem, type UnitInject } from './inject.js';
 import {
   CTL_CONFIG_GEN,
   CTL_MODE,
@@ -83,6 +89,8 @@ export interface UnitInit {
   pollEvery: number;
   /** Requests a unit takes at a time from the shared queue (dynamic distribution). */
   chunk: number;
+  /** A deliberately broken variant for the stress tester (src/farm/inject.ts); default none. */
+  inject?: UnitInject | null;
 }
 
 export interface UnitSummary {
@@ -110,6 +118,10 @@ export class Unit {
   private readonly walksBefore: () => number;
   private readonly hitsBefore: () => number;
   private readonly readsBefore: () => number;
+  /** Injected `skip-ack`: acknowledge invalidations without applying them. */
+  private readonly skipApply: boolean;
+  /** Stamp views (stress tester), or null. */
+  private readonly clock: Int32Array | null;
 
   constructor(readonly init: UnitInit) {
     const s = init.shared;
@@ -120,8 +132,14 @@ export class Unit {
     this.streams = new Int32Array(s.streams);
     this.stats = new Float64Array(s.stats);
     this.statBase = init.unit * STAT_FIELDS;
-    this.mem = PhysMem.attach(init.mem);
+    this.mem = init.inject === 'torn-read' ? TearingPhysMem.attachTearing(init.mem) : PhysMem.attach(init.mem);
+    this.skipApply = init.inject === 'skip-ack';
+    this.clock = s.stamps === undefined ? null : new Int32Array(s.stamps.clock);
     const caches = init.cache === null ? null : new TranslationCaches(init.cache);
+    if (init.inject === 'late-fill' && caches !== null) {
+      caches.enforceEpoch = false;
+      caches.afterWalk = () => this.catchUp(); // applies (and acknowledges) invalidations mid-walk
+    }
     this.cache = caches ?? new NoCache();
     this.walksBefore = caches === null ? () => 0 : () => caches.stats.walks;
     this.hitsBefore = caches === null ? () => 0 : () => caches.stats.hits;
@@ -133,7 +151,9 @@ export class Unit {
   catchUp(): void {
     const published = Atomics.load(this.ctl, CTL_PUBLISHED);
     if (published === this.applied) return;
-    if (published - this.applied > INV_RING) {
+    if (this.skipApply) {
+      // Injected bug: acknowledge below without applying anything.
+    } else if (published - this.applied > INV_RING) {
       this.cache.invalidate(FLUSH_ALL);
       this.stats[this.statBase + S_FULL_FLUSHES]!++;
     } else {
@@ -218,6 +238,69 @@ export class Unit {
     st[sb + S_ABORTS]! += aborts;
   }
 
+  /**
+   * `translateRange` with stamps (the stress tester): the logical clock is read with
+   * Atomics.load immediately before and after each translation (sequentially consistent, so
+   * a change stamped after its write / after its sync orders exactly against them), and a
+   * fault records its stage (-1: stage 1) or its faulting IPA (stage 2). Kept as a copy so the
+   * ordinary loop carries no per-translation check.
+   */
+  private translateRangeStamped(
+    sids: Int32Array,
+    vas: Float64Array,
+    accs: Uint8Array,
+    pas: Float64Array,
+    status: Int8Array,
+    t0s: Int32Array,
+    t1s: Int32Array,
+    detail: Float64Array,
+    from: number,
+    to: number,
+  ): void {
+    const res = this.res;
+    const poll = this.init.pollEvery;
+    const st = this.stats;
+    const sb = this.statBase;
+    const clock = this.clock!;
+    let faults = 0;
+    let aborts = 0;
+    for (let i = from; i < to; i++) {
+      if ((i - from) % poll === 0) this.catchUp();
+      t0s[i] = Atomics.load(clock, 0);
+      const sid = sids[i]!;
+      const va = vas[i]!;
+      const ctx = sid >= 0 && sid < this.streams.length ? this.streams[sid]! : -1;
+      const mode = ctx < 0 ? CTX_ABORT : this.modes[ctx]!;
+      if (mode === CTX_BYPASS) {
+        pas[i] = va;
+        status[i] = RES_OK;
+        detail[i] = 0;
+      } else if (mode === CTX_ABORT) {
+        status[i] = RES_ABORT;
+        detail[i] = 0;
+        aborts++;
+      } else {
+        const a = accs[i]!;
+        const kind = a & 3;
+        const acc = (kind === REQ_WRITE ? ACC_WRITE : kind === REQ_EXEC ? ACC_EXEC : ACC_READ) | ((a & REQ_UNPRIV) !== 0 ? ACC_UNPRIV : 0);
+        const regime = this.regimes[ctx]!;
+        if (this.cache.translate(this.mem, regime, regime.cb, sid, va, acc, res)) {
+          pas[i] = res.pa;
+          status[i] = RES_OK;
+          detail[i] = 0;
+        } else {
+          status[i] = res.fault;
+          detail[i] = res.faultStage === 2 ? res.faultIpa : -1;
+          faults++;
+        }
+      }
+      t1s[i] = Atomics.load(clock, 0);
+    }
+    st[sb + S_TRANSLATIONS]! += to - from;
+    st[sb + S_FAULTS]! += faults;
+    st[sb + S_ABORTS]! += aborts;
+  }
+
   /** Runs one batch (after the doorbell rang). */
   runBatch(): void {
     const s = this.init.shared;
@@ -229,7 +312,10 @@ export class Unit {
     Atomics.store(this.ctl, this.base + U_BUSY, 1);
     this.catchUp();
     this.reloadConfig();
-    if (Atomics.load(this.ctl, CTL_MODE) === 0) {
+    const stamps = s.stamps;
+    if (stamps !== undefined) {
+      this.runStamped(stamps);
+    } else if (Atomics.load(this.ctl, CTL_MODE) === 0) {
       const n = Atomics.load(this.ctl, this.base + U_COUNT);
       this.translateRange(
         new Int32Array(s.reqSid[u]!),
@@ -263,6 +349,31 @@ export class Unit {
     st[sb + S_BATCHES]!++;
     st[sb + S_BUSY_NS]! += (performance.now() - t0) * 1e6;
     Atomics.store(this.ctl, this.base + U_BUSY, 0);
+  }
+
+  /** The body of runBatch with stamps: the same distribution, through translateRangeStamped. */
+  private runStamped(stamps: NonNullable<FarmShared['stamps']>): void {
+    const s = this.init.shared;
+    const affinity = Atomics.load(this.ctl, CTL_MODE) === 0;
+    const q = affinity ? this.init.unit : 0; // dynamic: the shared queue is unit 0's buffers
+    const sids = new Int32Array(s.reqSid[q]!);
+    const vas = new Float64Array(s.reqVa[q]!);
+    const accs = new Uint8Array(s.reqAcc[q]!);
+    const pas = new Float64Array(s.resPa[q]!);
+    const status = new Int8Array(s.resStatus[q]!);
+    const t0s = new Int32Array(stamps.start[q]!);
+    const t1s = new Int32Array(stamps.end[q]!);
+    const detail = new Float64Array(stamps.detail[q]!);
+    if (affinity) {
+      this.translateRangeStamped(sids, vas, accs, pas, status, t0s, t1s, detail, 0, Atomics.load(this.ctl, this.base + U_COUNT));
+      return;
+    }
+    const end = Atomics.load(this.ctl, CTL_QUEUE_END);
+    for (;;) {
+      const from = Atomics.add(this.ctl, CTL_QUEUE_NEXT, this.init.chunk);
+      if (from >= end) break;
+      this.translateRangeStamped(sids, vas, accs, pas, status, t0s, t1s, detail, from, Math.min(end, from + this.init.chunk));
+    }
   }
 
   /** The unit's loop: wait for a doorbell, run the batch, signal done; until CTL_STOP. */

@@ -1,0 +1,91 @@
+/**
+ * The stress tester: short runs are clean (no violation, and real work on
+ * both sides: translations, table changes of every kind, invalidations,
+ * syncs), and every deliberately broken variant (--inject) is caught, with the
+ * kind of violation it must produce. Seeds fix the tables, the mutators'
+ * choices and the requests; the interleaving is the machine's, so an inject
+ * run goes until the first violation or 20 s, and the test asserts it was
+ * caught.
+ */
+
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { describe, expect, it } from 'vitest';
+import { INJECT_MODES, type InjectMode } from '../src/farm/inject.js';
+import { runStress } from '../src/farm/stress.js';
+
+const CLI = fileURLToPath(new URL('../dist/src/cli/main.js', import.meta.url));
+
+describe('stress: the correct protocol is clean', () => {
+  it('2 units, affinity, mmu600: no violation, and every kind of change happened', async () => {
+    // Table operations are made more frequent than the default so that a slow machine still sees some.
+    const r = await runStress({ seconds: 3, workers: 2, mutators: 1, seed: 11, caches: 'mmu600', mix: { table: 0.05 } });
+    expect(r.violations).toBe(0);
+    expect(r.violationsByKind).toEqual({ stale: 0, future: 0, torn: 0 });
+    expect(r.examples).toEqual([]);
+    expect(r.translations).toBeGreaterThan(50_000);
+    expect(r.changes).toBeGreaterThan(300);
+    expect(r.syncs).toBeGreaterThan(100);
+    expect(r.invalidations).toBeGreaterThan(r.syncs); // stage-2 changes publish TLBIIPAS2 + TLBIVMID
+    for (const op of ['map', 'unmap', 'remap', 'protect', 'table'] as const) expect(r.operations[op]).toBeGreaterThan(0);
+    expect(r.faults).toBeGreaterThan(0); // unmapped pages, broken tables and read-only pages were translated too
+    expect(r.hitRate).toBeGreaterThan(0); // with caches on
+    expect(r.syncLatencyUs.p50).toBeLessThanOrEqual(r.syncLatencyUs.p99);
+    expect(r.syncLatencyUs.p99).toBeLessThanOrEqual(r.syncLatencyUs.max);
+  });
+
+  it('2 mutators, dynamic distribution, split caches (mmu500): no violation', async () => {
+    const r = await runStress({ seconds: 2, workers: 2, mutators: 2, seed: 12, caches: 'mmu500', distribution: 'dynamic' });
+    expect(r.violations).toBe(0);
+    expect(r.changes).toBeGreaterThan(200);
+    expect(r.translations).toBeGreaterThan(50_000);
+  });
+});
+
+describe('stress: every injected bug is caught', () => {
+  // What each broken variant must be caught as: a translation that began after a sync
+  // reflecting what the sync's invalidations removed (stale), or a descriptor that was never
+  // written (torn).
+  const expected: Record<InjectMode, 'stale' | 'torn'> = { 'skip-ack': 'stale', 'early-sync': 'stale', 'late-fill': 'stale', 'torn-read': 'torn' };
+  for (const inject of INJECT_MODES) {
+    it(`--inject ${inject}`, async () => {
+      const r = await runStress({ seconds: 20, workers: 1, seed: 21, inject, stopOnViolation: true });
+      expect(r.inject).toBe(inject);
+      expect(r.violations).toBeGreaterThan(0);
+      expect(r.violationsByKind[expected[inject]]).toBeGreaterThan(0);
+      expect(r.firstViolationSeconds).not.toBeNull();
+      expect(r.examples[0]!.kind).toBe(expected[inject]);
+    });
+  }
+});
+
+describe('smmu-farm stress (CLI)', () => {
+  const run = (...args: string[]) => spawnSync(process.execPath, [CLI, 'stress', ...args], { encoding: 'utf8' });
+
+  it('--json prints one object with the documented fields, and exits 0 when clean', () => {
+    const r = run('--seconds', '1', '--workers', '1', '--seed', '3', '--json');
+    expect(r.stderr).toBe('');
+    expect(r.status).toBe(0);
+    const lines = r.stdout.split('\n').filter((l) => l.length > 0);
+    expect(lines).toHaveLength(1);
+    const o = JSON.parse(lines[0]!) as Record<string, unknown>;
+    for (const k of ['translations', 'changes', 'invalidations', 'syncs', 'violations', 'workers', 'seconds']) expect(typeof o[k], k).toBe('number');
+    expect(o.violations).toBe(0);
+    expect(o.workers).toBe(1);
+    expect(o.translations as number).toBeGreaterThan(0);
+    expect(o.violationsByKind).toEqual({ stale: 0, future: 0, torn: 0 });
+    const lat = o.syncLatencyUs as Record<string, unknown>;
+    expect(Object.keys(lat).sort()).toEqual(['max', 'p50', 'p99']);
+    for (const k of ['p50', 'p99', 'max']) expect(typeof lat[k]).toBe('number');
+  });
+
+  it('exits 1 with the violations when an injected bug is caught; 2 for an unknown bug', () => {
+    const r = run('--seconds', '20', '--workers', '1', '--inject', 'skip-ack', '--stop-on-violation');
+    expect(r.status).toBe(1);
+    expect(r.stdout).toMatch(/^violations +[1-9][\d,]* +\(stale [1-9]/m);
+    expect(r.stdout).toContain('injected bug: skip-ack');
+    const bad = run('--inject', 'nonsense');
+    expect(bad.status).toBe(2);
+    expect(bad.stderr).toContain('--inject must be one of skip-ack, early-sync, late-fill, torn-read');
+  });
+});
