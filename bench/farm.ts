@@ -124,6 +124,85 @@ async function main(): Promise<void> {
       process.stderr.write(`bench:farm: ${wl.name}, ${units} unit(s): ${fmt(t.median / 1e6, 2)} M/s\n`);
     }
   }
+  // ---- TLBI + sync round trip while every unit is busy (units = cores - 1), per waiting strategy.
+  const syncUnits = Math.max(1, cpus().length - 1);
+  const probeCount = tiny ? 200 : quick ? 1000 : 4000;
+  const pct = (sorted: Float64Array, q: number): number => sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!;
+  const syncRows: Array<{ strategy: string; p50: number; p99: number; max: number; count: number }> = [];
+  // Atomics.waitAsync is measured only where it settles (checked here, with the event loop held
+  // open by a timer: a pending waitAsync alone does not keep Node's event loop alive).
+  const waitAsyncSettles = await new Promise<boolean>((res) => {
+    const a = new Int32Array(new SharedArrayBuffer(4));
+    const r = (Atomics as unknown as { waitAsync(t: Int32Array, i: number, v: number, ms: number): { async: boolean; value: Promise<string> | string } }).waitAsync(a, 0, 0, 5);
+    const timer = setTimeout(() => res(false), 500);
+    if (!r.async) {
+      clearTimeout(timer);
+      res(true);
+    } else
+      void (r.value as Promise<string>).then(() => {
+        clearTimeout(timer);
+        res(true);
+      });
+  });
+  const strategies = waitAsyncSettles ? (['spin', 'wait', 'waitAsync'] as const) : (['spin', 'wait'] as const);
+  for (const strategy of strategies) {
+    const farm = await Farm.start({ mem: w.mem, units: syncUnits, cache: null, distribution: 'affinity', capacity: batch });
+    farm.loadConfig(smmu, sids);
+    const n = batch;
+    const s = new Int32Array(n);
+    const vas = new Float64Array(n);
+    const accs = new Uint8Array(n);
+    const pa = new Float64Array(n);
+    const st = new Int8Array(n);
+    for (let i = 0; i < n; i++) {
+      s[i] = i & 15;
+      vas[i] = w.vas[i % w.vas.length]!;
+    }
+    const done = new SharedArrayBuffer(4);
+    const doneFlag = new Int32Array(done);
+    const probe = new Worker(new URL('../workers/sync-probe.js', import.meta.url), { workerData: { shared: farm.shared, strategy, count: probeCount, done } });
+    const result = new Promise<Float64Array>((res, rej) => {
+      probe.once('message', res);
+      probe.once('error', rej);
+    });
+    // Keep every unit translating until the probe has made all its round trips. Yield to the
+    // event loop between batches (the worker's start-up and messages need it) and give up after 2 minutes.
+    const deadline = performance.now() + 120_000;
+    while (Atomics.load(doneFlag, 0) === 0) {
+      if (performance.now() > deadline) throw new Error(`the sync probe (${strategy}) did not finish within 2 minutes`);
+      farm.translate(s, vas, accs, n, pa, st);
+      await new Promise((r) => setImmediate(r));
+    }
+    const lat = (await result).slice().sort();
+    await probe.terminate();
+    await farm.close();
+    syncRows.push({ strategy, p50: pct(lat, 0.5), p99: pct(lat, 0.99), max: lat[lat.length - 1]!, count: lat.length });
+    process.stderr.write(`bench:farm: sync (${strategy}) p50 ${fmt(pct(lat, 0.5))} us\n`);
+  }
+
+  // ---- What watching for invalidations costs: hit-dominated, 1 unit, polling every 32 translations vs never within a batch.
+  const watch: Record<string, number[]> = { '32': [], never: [] };
+  for (const [label, pollEvery] of [['32', 32], ['never', 1e9]] as const) {
+    const farm = await Farm.start({ mem: w.mem, units: 1, cache: CACHE_PRESETS.mmu600!, distribution: 'affinity', capacity: batch, pollEvery });
+    farm.loadConfig(smmu, sids);
+    const n = batch;
+    const s = new Int32Array(n).map((_, i) => i & 15);
+    const vas = new Float64Array(n).map((_, i) => w.vas[i % 64]!);
+    const accs = new Uint8Array(n);
+    const pa = new Float64Array(n);
+    const st = new Int8Array(n);
+    farm.translate(s, vas, accs, n, pa, st);
+    for (let r = 0; r < rounds; r++) {
+      const b0 = farm.unitStats()[0]!;
+      for (let b = 0; b < batches; b++) farm.translate(s, vas, accs, n, pa, st);
+      const b1 = farm.unitStats()[0]!;
+      // Throughput inside the unit (translations per busy second): what polling slows down.
+      watch[label]!.push((b1.translations - b0.translations) / ((b1.busyMs - b0.busyMs) / 1000));
+    }
+    await farm.close();
+  }
+  const watchCost = 1 - spread(watch['32']!).median / spread(watch.never!).median;
+
   const loopIter = tiny ? 1e7 : quick ? 5e7 : 2e8;
   const bare1 = await bareLoop(1, loopIter);
   const bareN = await bareLoop(maxUnits, loopIter);
@@ -138,6 +217,11 @@ async function main(): Promise<void> {
     }),
   ]);
   figures.push(measured('bare worker_threads loop speedup', 'x', { threads: maxUnits }, [bareN / bare1]));
+  for (const r of syncRows) {
+    figures.push(measured('TLBI + sync round trip p50', 'us', { strategy: r.strategy, units: syncUnits }, [r.p50]));
+    figures.push(measured('TLBI + sync round trip p99', 'us', { strategy: r.strategy, units: syncUnits }, [r.p99]));
+  }
+  figures.push(measured('cost of watching for invalidations', '%', { pollEvery: 32 }, [100 * watchCost]));
   const json: BenchDoc = {
     schema: BENCH_SCHEMA,
     suite: 'farm',
@@ -152,6 +236,9 @@ async function main(): Promise<void> {
     batch,
     rows,
     bareLoopSpeedup: { threads: maxUnits, speedup: bareN / bare1 },
+    syncRoundTripUs: syncRows,
+    waitAsyncSettles,
+    watchCost,
   };
   const md = [
     '# Farm benchmark',
@@ -167,6 +254,18 @@ async function main(): Promise<void> {
     ),
     '',
     `In the same run, a bare worker_threads ALU loop on ${maxUnits} threads reached ${fmt(bareN / bare1, 2)}x one thread: what this machine gave any ${maxUnits} threads at the time.`,
+    '',
+    `## TLBI + sync round trip, every unit busy (${syncUnits} unit(s) translating; a probe thread publishes a leaf TLBI and syncs, ${probeCount} times per strategy)`,
+    '',
+    '| waiting strategy | p50 (us) | p99 (us) | max (us) |',
+    '|---|---:|---:|---:|',
+    ...syncRows.map((r) => `| ${r.strategy} | ${fmt(r.p50, 1)} | ${fmt(r.p99, 1)} | ${fmt(r.max, 1)} |`),
+    '',
+    waitAsyncSettles
+      ? ''
+      : `Atomics.waitAsync: its promise did not settle within 500 ms on Node ${process.version}, so it was not measured.`,
+    '',
+    `Cost of watching for invalidations (a busy unit polls every 32 translations) on the hit path: ${fmt(100 * watchCost, 1)}% of throughput inside the unit (median of ${rounds} rounds, against never polling within a batch).`,
     '',
   ].join('\n');
   writeResults('farm', json, md, outDir);

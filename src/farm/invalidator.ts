@@ -53,6 +53,13 @@ export interface InvalidatorOptions {
    * tester's mutators), since spinning there keeps the unit it waits for off the core.
    */
   yieldAfterSpins?: number;
+  /**
+   * 'spin' (default) polls the units' words; 'wait' blocks in Atomics.wait on each unit's
+   * acknowledgement word (units notify it when they acknowledge or go idle), with a 1 ms
+   * timeout as a safety net. `syncAsync()` is the Atomics.waitAsync form for event-loop threads.
+   * bench/farm.ts measures the three side by side (results/farm.md); `sync()` spins, the fastest.
+   */
+  wait?: 'spin' | 'wait';
 }
 
 export class FarmInvalidator {
@@ -61,6 +68,7 @@ export class FarmInvalidator {
   private readonly units: number;
   private readonly earlySync: boolean;
   private readonly yieldAfter: number;
+  private readonly blocking: boolean;
 
   constructor(shared: FarmShared, opts: InvalidatorOptions = {}) {
     this.ctl = new Int32Array(shared.control);
@@ -68,6 +76,7 @@ export class FarmInvalidator {
     this.units = shared.units;
     this.earlySync = opts.inject === 'early-sync';
     this.yieldAfter = opts.yieldAfterSpins ?? Infinity;
+    this.blocking = opts.wait === 'wait';
   }
 
   private u(unit: number, word: number): number {
@@ -132,8 +141,31 @@ export class FarmInvalidator {
       const busy = this.u(u, U_BUSY);
       const acked = this.u(u, U_ACKED);
       let spins = 0;
-      while (Atomics.load(this.ctl, busy) === 1 && Atomics.load(this.ctl, acked) < target) {
-        if (++spins > this.yieldAfter) Atomics.wait(this.ctl, acked, Atomics.load(this.ctl, acked), 0.01);
+      for (;;) {
+        const a = Atomics.load(this.ctl, acked);
+        if (Atomics.load(this.ctl, busy) !== 1 || a >= target) break;
+        if (this.blocking) Atomics.wait(this.ctl, acked, a, 1);
+        else if (++spins > this.yieldAfter) Atomics.wait(this.ctl, acked, a, 0.01);
+      }
+    }
+  }
+
+  /**
+   * TLBSYNC for a thread that must not block: the same condition, awaited with Atomics.waitAsync.
+   * Caution: a pending waitAsync does not keep Node's event loop alive; a caller with nothing
+   * else pending must hold a timer while it awaits this.
+   */
+  async syncAsync(): Promise<void> {
+    if (this.earlySync) return;
+    const target = Atomics.load(this.ctl, CTL_PUBLISHED);
+    for (let u = 0; u < this.units; u++) {
+      const busy = this.u(u, U_BUSY);
+      const acked = this.u(u, U_ACKED);
+      for (;;) {
+        const a = Atomics.load(this.ctl, acked);
+        if (Atomics.load(this.ctl, busy) !== 1 || a >= target) break;
+        const r = (Atomics as unknown as { waitAsync(t: Int32Array, i: number, v: number, ms: number): { async: boolean; value: Promise<string> | string } }).waitAsync(this.ctl, acked, a, 1);
+        if (r.async) await r.value;
       }
     }
   }

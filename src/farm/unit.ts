@@ -167,6 +167,8 @@ export class Unit {
     this.stats[this.statBase + S_INVALIDATIONS]! += published - this.applied;
     this.applied = published;
     Atomics.store(this.ctl, this.base + U_ACKED, published);
+    // Wake a sync that waits (Atomics.wait / waitAsync) rather than spins.
+    Atomics.notify(this.ctl, this.base + U_ACKED);
   }
 
   private decode(seq: number): InvalidationScope {
@@ -349,6 +351,7 @@ export class Unit {
     st[sb + S_BATCHES]!++;
     st[sb + S_BUSY_NS]! += (performance.now() - t0) * 1e6;
     Atomics.store(this.ctl, this.base + U_BUSY, 0);
+    Atomics.notify(this.ctl, this.base + U_ACKED); // an idle unit satisfies a waiting sync too
   }
 
   /** The body of runBatch with stamps: the same distribution, through translateRangeStamped. */
