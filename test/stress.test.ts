@@ -89,3 +89,45 @@ describe('smmu-farm stress (CLI)', () => {
     expect(bad.stderr).toContain('--inject must be one of skip-ack, early-sync, late-fill, torn-read');
   });
 });
+
+describe('stress --topology: the traffic comes from a topology\'s DMA devices', () => {
+  it('soc: clean, with every DMA device of the chosen SMMU attached and its stream IDs in use', async () => {
+    const r = await runStress({ seconds: 1.5, workers: 1, seed: 5, topology: 'soc' });
+    expect(r.violations).toBe(0);
+    expect(r.translations).toBeGreaterThan(20_000);
+    expect(r.topology).not.toBeNull();
+    const t = r.topology!;
+    expect(t.name).toBe('soc');
+    expect(t.source).toBe('preset:soc');
+    expect(t.unattached).toBe(0);
+    expect(t.devices.length).toBeGreaterThan(1);
+    // The built-in SMMU's streams are 0..7; the topology's devices have their own.
+    expect(t.devices.some((d) => d.sid > 7)).toBe(true);
+  });
+
+  it('hyperscale, skip-ack injected: caught, on the stream IDs of attached devices; devices beyond the SMRs are reported', async () => {
+    const r = await runStress({ seconds: 20, workers: 1, seed: 21, topology: 'hyperscale', inject: 'skip-ack', stopOnViolation: true });
+    expect(r.violationsByKind.stale).toBeGreaterThan(0);
+    const t = r.topology!;
+    expect(t.unattached).toBeGreaterThan(0); // smmu0 has more groups than stream-map entries
+    const sids = new Set(t.devices.map((d) => d.sid));
+    for (const e of r.examples) expect(sids.has(e.sid), `stream 0x${e.sid.toString(16)}`).toBe(true);
+  });
+
+  it('bad input: an unknown topology, an unknown SMMU, --smmu without --topology (CLI exit 2)', async () => {
+    await expect(runStress({ seconds: 1, topology: 'no-such-topology' })).rejects.toThrow(/unknown topology "no-such-topology": not a preset \(presets: soc, server, hyperscale\)/);
+    await expect(runStress({ seconds: 1, topology: 'server', smmu: 'smmu9' })).rejects.toThrow(/no SMMU named "smmu9" in topology server \(SMMUs: smmu0/);
+    await expect(runStress({ seconds: 1, smmu: 'smmu0' })).rejects.toThrow('--smmu needs --topology');
+    const r = spawnSync(process.execPath, [CLI, 'stress', '--seconds', '1', '--topology', 'no-such-topology'], { encoding: 'utf8' });
+    expect(r.status).toBe(2);
+    expect(r.stderr).toContain('stress: unknown topology "no-such-topology"');
+  });
+
+  it('CLI text output names the topology, the SMMU and the devices', () => {
+    const r = spawnSync(process.execPath, [CLI, 'stress', '--seconds', '1', '--workers', '1', '--topology', 'server'], { encoding: 'utf8' });
+    expect(r.stderr).toBe('');
+    expect(r.status).toBe(0);
+    expect(r.stdout).toMatch(/^topology +server \(preset:server\), smmu0: \d+ DMA devices: /m);
+    expect(r.stdout).toMatch(/^violations +0 /m);
+  });
+});

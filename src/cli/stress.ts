@@ -1,6 +1,6 @@
 /**
  * `smmu-farm stress [--seconds S] [--workers N] [--mutators M] [--inject BUG]
- * [--json] [--seed N] [--caches PRESET] [--batch N]`: the stress tester
+ * [--json] [--seed N] [--caches PRESET] [--batch N] [--topology T [--smmu NAME]]`: the stress tester
  * (src/farm/stress.ts). Mutator threads change live tables at both stages
  * while the farm's units translate with caches on, and every translation is
  * checked against the history of the tables.
@@ -25,6 +25,8 @@ export interface StressCliOptions {
   caches: string;
   batch: number;
   stopOnViolation?: boolean;
+  topology?: string;
+  smmu?: string;
 }
 
 export interface StressIo {
@@ -60,6 +62,12 @@ export function renderStress(r: StressReport): string[] {
     `syncs          ${num(r.syncs).padStart(13)}  (latency p50 ${us(r.syncLatencyUs.p50)}, p99 ${us(r.syncLatencyUs.p99)}, max ${us(r.syncLatencyUs.max)})`,
     `violations     ${num(r.violations).padStart(13)}  (${kinds})`,
   ];
+  if (r.topology !== null) {
+    const t = r.topology;
+    const shown = t.devices.slice(0, 8).map((d) => `${d.device} (sid 0x${d.sid.toString(16)})`).join(', ');
+    const more = (t.devices.length > 8 ? `, and ${t.devices.length - 8} more` : '') + (t.unattached > 0 ? ` (${t.unattached} more left unattached: SMRs exhausted)` : '');
+    lines.splice(1, 0, `topology       ${t.name} (${t.source}), ${t.smmu}: ${t.devices.length} DMA device${t.devices.length === 1 ? '' : 's'}: ${shown}${more}`);
+  }
   if (r.firstViolationSeconds !== null) lines.push(`first violation after ${r.firstViolationSeconds.toFixed(2)} s; examples:`);
   for (const e of r.examples) {
     lines.push(
@@ -88,6 +96,8 @@ export async function stressCommand(o: StressCliOptions, io: StressIo = stdio): 
     caches: o.caches,
     batch: o.batch,
     stopOnViolation: o.stopOnViolation === true,
+    ...(o.topology !== undefined ? { topology: o.topology } : {}),
+    ...(o.smmu !== undefined ? { smmu: o.smmu } : {}),
   };
   let r: StressReport;
   try {
@@ -117,6 +127,8 @@ export function stressCommandSpec(): Command {
     .addOption(new Option('--caches <preset>', 'cache preset of every unit (one that caches)').default('mmu600'))
     .addOption(new Option('--batch <n>', 'translations per batch').default(2048).argParser(int('--batch')))
     .option('--stop-on-violation', 'stop at the first violation')
+    .option('--topology <t>', "a topology preset or file: its SMMU's DMA devices carry the traffic, all attached to one nested domain (default: one built-in SMMU, stream IDs 0-7)")
+    .option('--smmu <name>', 'with --topology, the SMMU to use (default: the first with an attachable DMA device)')
     .option('--json', 'print one JSON object: translations, changes, invalidations, syncs, violations, violationsByKind, syncLatencyUs {p50, p99, max}, workers, seconds, and more')
     .action(async (opts: StressCliOptions) => {
       process.exitCode = await stressCommand(opts);

@@ -72,12 +72,19 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { CACHE_PRESETS } from '../cache/presets.js';
-import { ArmSmmuDriver } from '../driver/arm-smmu.js';
+import { ArmSmmuDriver, DriverError, type Domain } from '../driver/arm-smmu.js';
 import { PhysMem } from '../memory/phys.js';
 import { PROT_CACHE, PROT_READ, PROT_WRITE, PageTable, createStage1, createStage2 } from '../pgtable/builder.js';
 import { IpaTables, PhysTables } from '../pgtable/table-memory.js';
 import { encodeIds } from '../smmu/id.js';
 import { Smmu } from '../smmu/smmu.js';
+import { AttachError, TopologyMachine } from '../topology/attach.js';
+import { pickDmaSmmu } from '../topology/devices.js';
+import { TopologyError } from '../topology/file.js';
+import { loadTopologyNamed } from '../topology/index.js';
+import { masterName, type TopologySpec } from '../topology/model.js';
+import { PRESET_NAMES as TOPOLOGY_PRESET_NAMES } from '../topology/presets.js';
+import { resolveTopology } from '../topology/resolve.js';
 import { FAULT_PERMISSION, FAULT_TRANSLATION } from '../walk/result.js';
 import { Rng, deriveSeed } from '../workload/rng.js';
 import { Farm, type Distribution } from './farm.js';
@@ -133,6 +140,26 @@ export interface StressOptions {
   stablePages?: number;
   stableFraction?: number;
   mix?: Partial<OpMix>;
+  /**
+   * A topology (preset name, file, or validated spec) whose SMMU and DMA
+   * devices carry the traffic: its SMMU is built with the topology's ID
+   * registers, every DMA device's IOMMU group is attached to the one nested
+   * domain, and translations use the devices' stream IDs. Default: one
+   * built-in SMMU with stream IDs 0..7 in one masked SMR.
+   */
+  topology?: string | TopologySpec;
+  /** With `topology`, the SMMU to use (default: the first with an attachable DMA device). */
+  smmu?: string;
+}
+
+/** The devices that carried the traffic, when a topology was given. */
+export interface StressTopologyReport {
+  name: string;
+  source: string;
+  smmu: string;
+  devices: Array<{ device: string; sid: number; group: number }>;
+  /** DMA devices on that SMMU left unattached because its stream-map entries (SMRs) ran out. */
+  unattached: number;
 }
 
 export interface ViolationExample {
@@ -170,6 +197,8 @@ export interface StressReport {
   /** Seconds from the start of translating to the first violation (null: none). */
   firstViolationSeconds: number | null;
   examples: ViolationExample[];
+  /** The topology's devices in use, or null for the built-in SMMU. */
+  topology: StressTopologyReport | null;
 }
 
 export class StressError extends Error {
@@ -255,7 +284,9 @@ function matches(v: number, cls: number): boolean {
 interface Topology {
   mem: PhysMem;
   smmu: Smmu;
+  /** The stream IDs translations are issued with. */
   sids: number[];
+  used: StressTopologyReport | null;
   vmid: number;
   asid: number;
   components: Component[];
@@ -312,7 +343,14 @@ function descriptorAddress(pt: PageTable, iova: number, level: number): number {
   }
 }
 
-function buildTopology(mutators: number, groups: number, perGroup: number, stablePages: number, hot: number, seed: number): Topology {
+/** A topology resolved for the stress run: the spec, where it came from, and the SMMU to use. */
+interface TopologyChoice {
+  spec: TopologySpec;
+  source: string;
+  smmu: string | undefined;
+}
+
+function buildTopology(mutators: number, groups: number, perGroup: number, stablePages: number, hot: number, seed: number, choice: TopologyChoice | null): Topology {
   if (perGroup < 1 || perGroup > 512) throw new StressError(`pages per group must be 1..512, got ${perGroup}`);
   const rand = new Rng(seed);
   const mem = PhysMem.create({ regions: [{ base: TABLES_PA, size: GUEST_TABLES_BYTES + HOST_TABLES_BYTES, name: 'page tables' }] });
@@ -417,14 +455,58 @@ function buildTopology(mutators: number, groups: number, perGroup: number, stabl
     s1Groups.push(mine);
   }
 
-  // The SMMU: one nested context bank (streams 0..7) over these tables.
-  const smmu = new Smmu(encodeIds({ smrs: 16, contextBanks: 8, s2OnlyBanks: 2 }), mem);
-  const drv = new ArmSmmuDriver(smmu);
-  drv.probe();
-  drv.reset();
-  const d2 = drv.createDomain('s2', stage2);
-  const dn = drv.createDomain('nested', stage1, d2);
-  drv.attach(dn, [{ id: 0, mask: 7 }]);
+  // The SMMU: one nested context bank over these tables; by default a built-in SMMU with
+  // streams 0..7 in one masked SMR, else the topology's SMMU with its DMA devices.
+  let smmu: Smmu;
+  let dn: Domain;
+  let sids: number[];
+  let used: StressTopologyReport | null = null;
+  try {
+    if (choice === null) {
+      smmu = new Smmu(encodeIds({ smrs: 16, contextBanks: 8, s2OnlyBanks: 2 }), mem);
+      const drv = new ArmSmmuDriver(smmu);
+      drv.probe();
+      drv.reset();
+      dn = drv.createDomain('nested', stage1, drv.createDomain('s2', stage2));
+      drv.attach(dn, [{ id: 0, mask: 7 }]);
+      sids = [0, 1, 2, 3, 4, 5, 6, 7];
+    } else {
+      const resolved = resolveTopology(choice.spec);
+      const machine = new TopologyMachine(resolved, mem);
+      const picked = pickDmaSmmu(machine, choice.spec, resolved, choice.smmu);
+      if ('error' in picked) throw new StressError(picked.error);
+      const { unit, devices } = picked;
+      smmu = unit.smmu;
+      dn = unit.driver.createDomain('nested', stage1, unit.driver.createDomain('s2', stage2));
+      // Attach every DMA device's group, in topology order, while stream-map entries last
+      // (a large topology can have more groups than SMRs: the rest stay unattached, and reported).
+      const attached = new Set<number>();
+      let full = false;
+      for (const d of devices) {
+        if (full || attached.has(d.group.id)) continue;
+        try {
+          machine.attachGroup(d.group, dn);
+          attached.add(d.group.id);
+        } catch (e) {
+          if (!(e instanceof AttachError && e.code === 'ENOSPC')) throw e;
+          full = true;
+        }
+      }
+      const inUse = devices.filter((d) => attached.has(d.group.id));
+      if (inUse.length === 0) throw new StressError(`${unit.spec.name}: no DMA device's group could be attached`);
+      sids = [...new Set(inUse.map((d) => d.sid))];
+      used = {
+        name: choice.spec.name,
+        source: choice.source,
+        smmu: unit.spec.name,
+        devices: inUse.map((d) => ({ device: masterName(d.master), sid: d.sid, group: d.group.id })),
+        unattached: devices.length - inUse.length,
+      };
+    }
+  } catch (e) {
+    if (e instanceof DriverError || e instanceof AttachError || e instanceof TopologyError) throw new StressError(e.message);
+    throw e;
+  }
 
   const poolByIpa = new Map<number, number>();
   pool.forEach((ipa, x) => poolByIpa.set(ipa, x));
@@ -435,7 +517,8 @@ function buildTopology(mutators: number, groups: number, perGroup: number, stabl
   return {
     mem,
     smmu,
-    sids: [0, 1, 2, 3, 4, 5, 6, 7],
+    sids,
+    used,
     vmid: dn.vmid,
     asid: dn.asid,
     components,
@@ -630,7 +713,22 @@ export async function runStress(opts: StressOptions = {}): Promise<StressReport>
   if (cache === null) throw new StressError('the stress tester needs a caching preset (invalidations are what it tests)');
 
   if (!Number.isInteger(hotPages) || hotPages < 1) throw new StressError(`hot pages must be a positive integer, got ${hotPages}`);
-  const topo = buildTopology(mutators, groups, perGroup, stablePages, hotPages, seed);
+  let choice: TopologyChoice | null = null;
+  if (opts.topology !== undefined) {
+    if (typeof opts.topology !== 'string') choice = { spec: opts.topology, source: opts.topology.file, smmu: opts.smmu };
+    else {
+      let found: { spec: TopologySpec; source: string } | null;
+      try {
+        found = loadTopologyNamed(opts.topology);
+      } catch (e) {
+        if (e instanceof TopologyError) throw new StressError(e.message);
+        throw e;
+      }
+      if (found === null) throw new StressError(`unknown topology "${opts.topology}": not a preset (presets: ${TOPOLOGY_PRESET_NAMES.join(', ')}) and no such file`);
+      choice = { ...found, smmu: opts.smmu };
+    }
+  } else if (opts.smmu !== undefined) throw new StressError('--smmu needs --topology');
+  const topo = buildTopology(mutators, groups, perGroup, stablePages, hotPages, seed, choice);
   const checker = new Checker(topo);
   const farm = await Farm.start({ mem: topo.mem, units: workers, cache, distribution: opts.distribution ?? 'affinity', capacity: batch, stamped: true, inject });
   const control = new SharedArrayBuffer(4 * (SC_WORDS + mutators * SCM_WORDS));
@@ -712,6 +810,7 @@ export async function runStress(opts: StressOptions = {}): Promise<StressReport>
     };
 
     const rng = new Rng(deriveSeed(seed, 0));
+    const streamIds = Int32Array.from(topo.sids);
     const sids = new Int32Array(batch);
     const vas = new Float64Array(batch);
     const accs = new Uint8Array(batch);
@@ -740,7 +839,7 @@ export async function runStress(opts: StressOptions = {}): Promise<StressReport>
         }
         vas[i] = va + rng.below(512) * 8;
         accs[i] = rng.float() < 0.3 ? REQ_WRITE : REQ_READ;
-        sids[i] = rng.below(8);
+        sids[i] = streamIds[rng.below(streamIds.length)]!;
       }
       Atomics.store(sc, SC_ACTIVE, 1);
       Atomics.notify(sc, SC_ACTIVE);
@@ -816,6 +915,7 @@ export async function runStress(opts: StressOptions = {}): Promise<StressReport>
       faults: checker.faults,
       firstViolationSeconds: firstViolation === null ? null : round(firstViolation),
       examples,
+      topology: topo.used,
     };
   } finally {
     Atomics.store(sc, SC_STOP, 1);

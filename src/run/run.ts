@@ -46,7 +46,7 @@
  * translation, aborted ones included. Caches start cold.
  */
 
-import { existsSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import type { CacheConfig } from '../cache/caches.js';
 import { NoCache, type InvalidationScope, type TranslationCache } from '../cache/interface.js';
@@ -57,11 +57,12 @@ import { RES_ABORT, RES_OK } from '../farm/unit.js';
 import type { PhysMem } from '../memory/phys.js';
 import { PROT_CACHE, PROT_READ, PROT_WRITE, PageTable } from '../pgtable/builder.js';
 import type { Regime } from '../pgtable/regime.js';
-import { AttachError, TopologyMachine, type SmmuUnit } from '../topology/attach.js';
+import { AttachError, TopologyMachine } from '../topology/attach.js';
+import { pickDmaSmmu } from '../topology/devices.js';
 import { TopologyError } from '../topology/file.js';
-import { loadTopologyFile } from '../topology/index.js';
-import { masterName, type IommuGroup, type Master, type ResolvedTopology, type TopologySpec } from '../topology/model.js';
-import { PRESETS as TOPOLOGY_PRESETS, PRESET_NAMES as TOPOLOGY_PRESET_NAMES, loadPreset } from '../topology/presets.js';
+import { loadTopologyNamed } from '../topology/index.js';
+import { masterName, type TopologySpec } from '../topology/model.js';
+import { PRESET_NAMES as TOPOLOGY_PRESET_NAMES } from '../topology/presets.js';
 import { resolveTopology } from '../topology/resolve.js';
 import {
   TraceError,
@@ -361,50 +362,15 @@ function planTrace(file: string, limit: number | undefined, seed: number): Workl
 
 function loadTopology(t: string | TopologySpec): { spec: TopologySpec; source: string } {
   if (typeof t !== 'string') return { spec: t, source: t.file };
-  if (Object.prototype.hasOwnProperty.call(TOPOLOGY_PRESETS, t)) return { spec: loadPreset(t), source: `preset:${t}` };
-  if (!existsSync(t)) {
-    throw new RunError(`unknown topology "${t}": not a preset (presets: ${TOPOLOGY_PRESET_NAMES.join(', ')}) and no such file`, 2);
-  }
+  let found: { spec: TopologySpec; source: string } | null;
   try {
-    return { spec: loadTopologyFile(t), source: t };
+    found = loadTopologyNamed(t);
   } catch (e) {
     if (e instanceof TopologyError) throw new RunError(e.message, 1);
     throw e;
   }
-}
-
-const DMA_TYPES = new Set(['endpoint', 'rc-endpoint', 'pci-device']);
-
-/** The stream ID a device's DMA reaches the SMMU with (see the file comment), or null if none is mapped. */
-function dmaStream(m: Master): { smmu: string; sid: number } | null {
-  if (m.kind === 'platform') return m.streams[0] ?? null;
-  let s: { smmu: string; sid: number } | null = null;
-  for (const a of m.aliases) if (a.reason !== 'quirk' && a.stream !== null) s = a.stream;
-  return s;
-}
-
-interface Device {
-  master: Master;
-  group: IommuGroup;
-  sid: number;
-}
-
-/** The DMA devices of one SMMU whose groups can be attached there, in topology order. */
-function devicesOn(machine: TopologyMachine, t: ResolvedTopology, smmu: string): Device[] {
-  const out: Device[] = [];
-  const masters: Master[] = [...t.functions.filter((f) => DMA_TYPES.has(f.type)), ...t.platformDevices];
-  for (const m of masters) {
-    const s = dmaStream(m);
-    if (s === null || s.smmu !== smmu) continue;
-    try {
-      if (machine.unitOf(m.group).spec.name !== smmu) continue;
-    } catch (e) {
-      if (e instanceof AttachError) continue;
-      throw e;
-    }
-    out.push({ master: m, group: m.group, sid: s.sid });
-  }
-  return out;
+  if (found === null) throw new RunError(`unknown topology "${t}": not a preset (presets: ${TOPOLOGY_PRESET_NAMES.join(', ')}) and no such file`, 2);
+  return found;
 }
 
 // ------------------------------------------------------------------ the run
@@ -457,18 +423,9 @@ export async function runWorkload(opts: RunOptions = {}): Promise<RunReport> {
 
   // The topology's SMMUs over the tables' memory, and the devices in use.
   const machine = new TopologyMachine(resolved, tables.mem);
-  let unit: SmmuUnit;
-  let devices: Device[];
-  if (opts.smmu !== undefined) {
-    unit = machine.unit(opts.smmu);
-    devices = devicesOn(machine, resolved, opts.smmu);
-    if (devices.length === 0) throw new RunError(`${opts.smmu} has no DMA device whose IOMMU group can be attached there`, 1);
-  } else {
-    const found = topo.spec.smmus.map((s) => ({ name: s.name, devices: devicesOn(machine, resolved, s.name) })).find((x) => x.devices.length > 0);
-    if (found === undefined) throw new RunError(`topology ${topo.spec.name} has no DMA device whose IOMMU group can be attached`, 1);
-    unit = machine.unit(found.name);
-    devices = found.devices;
-  }
+  const picked = pickDmaSmmu(machine, topo.spec, resolved, opts.smmu);
+  if ('error' in picked) throw new RunError(picked.error, picked.usage ? 2 : 1);
+  const { unit, devices } = picked;
   const assignments: StreamAssignment[] = plan.streams.map((ws, i) => {
     const d = devices[i % devices.length]!;
     return { workloadSid: ws, device: masterName(d.master), sid: d.sid, group: d.group.id };

@@ -4,12 +4,14 @@
  * groups to host domains or VMs.
  */
 
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { TopologyError, parseTopology } from './file.js';
 import type { ResolvedTopology, TopologySpec } from './model.js';
+import { PRESETS, loadPreset } from './presets.js';
 import { resolveTopology } from './resolve.js';
 
 export * from './attach.js';
+export * from './devices.js';
 export * from './file.js';
 export * from './generate.js';
 export * from './model.js';
@@ -32,4 +34,15 @@ export function loadTopologyFile(file: string): TopologySpec {
 
 export function resolveFile(file: string): ResolvedTopology {
   return resolveTopology(loadTopologyFile(file));
+}
+
+/**
+ * A topology by preset name or file: the spec and where it came from
+ * (`preset:NAME` or the file), or null when `t` is neither a preset nor an
+ * existing file. Throws TopologyError for a file that is not a valid topology.
+ */
+export function loadTopologyNamed(t: string): { spec: TopologySpec; source: string } | null {
+  if (Object.prototype.hasOwnProperty.call(PRESETS, t)) return { spec: loadPreset(t), source: `preset:${t}` };
+  if (!existsSync(t)) return null;
+  return { spec: loadTopologyFile(t), source: t };
 }
