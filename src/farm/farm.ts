@@ -129,6 +129,17 @@ export class Farm {
   private readonly stats: Float64Array;
   private readonly pool: Piscina;
   private readonly tasks: Array<Promise<UnitSummary>>;
+  /** Views of every unit's request and result queues, made once (affinity distribution). */
+  private readonly qSid: Int32Array[];
+  private readonly qVa: Float64Array[];
+  private readonly qAcc: Uint8Array[];
+  private readonly qPa: Float64Array[];
+  private readonly qStatus: Int8Array[];
+  /** Per unit: requests scattered to it in this batch. */
+  private readonly counts: Int32Array;
+  /** Per request of the batch: its unit, and its slot in that unit's queue (grown as needed). */
+  private whereUnit = new Int32Array(0);
+  private whereSlot = new Int32Array(0);
   private closed = false;
 
   private constructor(opts: FarmOptions) {
@@ -141,6 +152,12 @@ export class Farm {
     this.ctl = new Int32Array(this.shared.control);
     this.invalidator = new FarmInvalidator(this.shared, { inject: opts.inject === 'early-sync' ? 'early-sync' : null });
     this.stats = new Float64Array(this.shared.stats);
+    this.qSid = this.shared.reqSid.map((b) => new Int32Array(b));
+    this.qVa = this.shared.reqVa.map((b) => new Float64Array(b));
+    this.qAcc = this.shared.reqAcc.map((b) => new Uint8Array(b));
+    this.qPa = this.shared.resPa.map((b) => new Float64Array(b));
+    this.qStatus = this.shared.resStatus.map((b) => new Int8Array(b));
+    this.counts = new Int32Array(this.units);
     Atomics.store(this.ctl, CTL_MODE, this.distribution === 'dynamic' ? 1 : 0);
     this.pool = new Piscina({ filename: workerFile(), minThreads: this.units, maxThreads: this.units, concurrentTasksPerWorker: 1, idleTimeout: 60_000, atomics: 'disabled' });
     const mem = opts.mem.share();
@@ -205,27 +222,37 @@ export class Farm {
       return;
     }
     // Affinity: stream s -> unit s mod units. Scatter, ring, gather.
-    const counts = new Int32Array(this.units);
-    const where = new Int32Array(n);
-    const sidV = s.reqSid.map((b) => new Int32Array(b));
-    const vaV = s.reqVa.map((b) => new Float64Array(b));
-    const accV = s.reqAcc.map((b) => new Uint8Array(b));
+    if (this.whereUnit.length < n) {
+      this.whereUnit = new Int32Array(n);
+      this.whereSlot = new Int32Array(n);
+    }
+    const counts = this.counts;
+    counts.fill(0);
+    const whereUnit = this.whereUnit;
+    const whereSlot = this.whereSlot;
+    const units = this.units;
+    const capacity = this.capacity;
+    const sidV = this.qSid;
+    const vaV = this.qVa;
+    const accV = this.qAcc;
     for (let i = 0; i < n; i++) {
-      const u = sids[i]! % this.units;
+      const sid = sids[i]!;
+      const u = sid % units;
       const k = counts[u]!++;
-      if (k >= this.capacity) throw new FarmError(`unit ${u} would get more than ${this.capacity} requests in one batch`);
-      sidV[u]![k] = sids[i]!;
+      if (k >= capacity) throw new FarmError(`unit ${u} would get more than ${capacity} requests in one batch`);
+      sidV[u]![k] = sid;
       vaV[u]![k] = vas[i]!;
       accV[u]![k] = accs[i]!;
-      where[i] = u * this.capacity + k;
+      whereUnit[i] = u;
+      whereSlot[i] = k;
     }
-    for (let u = 0; u < this.units; u++) Atomics.store(this.ctl, this.u(u, U_COUNT), counts[u]!);
+    for (let u = 0; u < units; u++) Atomics.store(this.ctl, this.u(u, U_COUNT), counts[u]!);
     this.ring();
-    const paV = s.resPa.map((b) => new Float64Array(b));
-    const stV = s.resStatus.map((b) => new Int8Array(b));
+    const paV = this.qPa;
+    const stV = this.qStatus;
     for (let i = 0; i < n; i++) {
-      const u = Math.floor(where[i]! / this.capacity);
-      const k = where[i]! - u * this.capacity;
+      const u = whereUnit[i]!;
+      const k = whereSlot[i]!;
       pa[i] = paV[u]![k]!;
       status[i] = stV[u]![k]!;
     }
@@ -234,8 +261,8 @@ export class Farm {
       const t1V = s.stamps!.end.map((b) => new Int32Array(b));
       const dV = s.stamps!.detail.map((b) => new Float64Array(b));
       for (let i = 0; i < n; i++) {
-        const u = Math.floor(where[i]! / this.capacity);
-        const k = where[i]! - u * this.capacity;
+        const u = whereUnit[i]!;
+        const k = whereSlot[i]!;
         stamps.start[i] = t0V[u]![k]!;
         stamps.end[i] = t1V[u]![k]!;
         stamps.detail[i] = dV[u]![k]!;
