@@ -205,6 +205,9 @@ describe('smmu-farm bench all --tiny', () => {
     }
     expect(c('4K', 'main TLB only', 16, 'descriptor reads per translation')).toBe(12);
     expect(c('4K', 'mmu600', 16, 'descriptor reads per translation')).toBeLessThan(12);
+    // papers: the IOTLB cliff row, computed, not copied: 50% past the 8 MiB reach with 4 KiB pages, none with 2 MiB.
+    const cliff = (pages: string, mib: number): number => figure(docs.papers!, 'ring TLB hit rate (IOTLB cliff)', { pages, 'ring MiB': mib, preset: 'mmu600' }).median;
+    expect([cliff('4K', 8), cliff('4K', 16), cliff('2M', 64)]).toEqual([100, 50, 100]);
     // farm: 1 and N units for both workloads; atomics: 7 constructions x 2 patterns.
     const units = docs.farm!.config.units as number[];
     expect(units[0]).toBe(1);
@@ -235,7 +238,7 @@ describe('smmu-farm bench all --tiny', () => {
     // Read from the cache suite's results of the same run, and unmeasured items marked as such.
     expect(md).toContain('[cache.json](cache.json)');
     expect(md).toContain('not measured yet (`invalidation` suite)');
-    expect(md).toContain('not measured yet (`caches` suite)');
+    expect(md).toContain('same shape: a cliff at the TLB reach, moved out by 2 MiB pages');
     expect(md).toContain('![Descriptor reads per walk, ours beside published](papers.svg)');
   });
 
