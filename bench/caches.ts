@@ -45,11 +45,25 @@ function main(): void {
       }
     }
   }
+  // Hit rate against TLB size: a fixed ring through main TLBs of growing size (4-way PLRU, no walk caches).
+  const sweepRingMiB = mode === 'tiny' ? 4 : 32;
+  const sweepEntries = mode === 'tiny' ? [256, 512, 1024, 2048] : [512, 1024, 2048, 4096, 8192, 16384];
+  const sweep: Array<{ page: CliffPage; entries: number; point: CliffPoint }> = [];
+  for (const page of ['4K', '2M'] as CliffPage[]) {
+    const t = buildCliffTables(page, sweepRingMiB << 20);
+    for (const entries of sweepEntries) {
+      const point = ringPoint(t, { name: `main-${entries}`, main: { entries, ways: 4, replacement: 'plru' } }, sweepRingMiB << 20);
+      sweep.push({ page, entries, point });
+    }
+  }
   const series = (p: { page: CliffPage; caches: string }): string => `${p.page === '4K' ? '4 KiB' : '2 MiB'} pages, ${p.caches}`;
   const figures: Figure[] = points.flatMap((p) => {
     const params = { 'ring MiB': p.footprintBytes / (1 << 20), pages: p.page, caches: p.caches, series: series(p) };
     return [exact('TLB hit rate', '%', params, 100 * p.hitRate), exact('descriptor reads per translation', 'reads', params, p.readsPerTranslation)];
   });
+  for (const r of sweep) {
+    figures.push(exact('TLB hit rate by TLB size', '%', { 'TLB entries': r.entries, pages: r.page, 'ring MiB': sweepRingMiB }, 100 * r.point.hitRate));
+  }
   const m = machine();
   const json: BenchDoc & Record<string, unknown> = {
     schema: BENCH_SCHEMA,
@@ -64,6 +78,8 @@ function main(): void {
       mainTlb: `${MMU600.main!.entries} entries, ${MMU600.main!.ways}-way, ${MMU600.main!.replacement}`,
       reachWith4KiB: reach,
       translationsPerPoint: 'one warm-up lap, then one counted lap (one translation per buffer)',
+      sweepRingMiB,
+      sweepEntries,
     },
     headline: {
       title: `The IOTLB cliff: TLB hit rate of a ring of ${CLIFF_BUFFER}-byte buffers against its footprint (MMU-600-like main TLB of ${MMU600.main!.entries} entries: reach ${reach >> 20} MiB with 4 KiB pages)`,
@@ -94,6 +110,14 @@ function main(): void {
     'Well past the reach (12 MiB and up), the TLB holds none of the next lap\'s pages and only the second buffer of each 4 KiB page hits (50%); just past it (10 MiB) the 4-way pseudo-LRU TLB still keeps some.',
     'Each miss then costs a full nested walk (24 reads) with the main TLB alone, and about 2 reads with the walk caches of `mmu600`.',
     '2 MiB pages multiply the reach by 512 (4 GiB): no cliff up to the largest ring measured (1 GiB, the most the table builder maps here).',
+    '',
+    `## Hit rate against TLB size: a ${sweepRingMiB} MiB ring, main TLB only (4-way, plru), no walk caches`,
+    '',
+    `| TLB entries | ${sweepEntries.join(' | ')} |`,
+    `|---|${sweepEntries.map(() => '---:').join('|')}|`,
+    ...(['4K', '2M'] as CliffPage[]).map((page) => `| ${page === '4K' ? '4 KiB' : '2 MiB'} pages | ${sweepEntries.map((e) => `${fmt(100 * sweep.find((r) => r.page === page && r.entries === e)!.point.hitRate, 1)}%`).join(' | ')} |`),
+    '',
+    `With 4 KiB pages the ring needs ${(sweepRingMiB << 20) / 4096} entries (its pages) to stay resident; with 2 MiB pages, ${sweepRingMiB / 2}.`,
     '',
   ].join('\n');
   writeResults('caches', json, md, outDir);

@@ -205,6 +205,10 @@ describe('smmu-farm bench all --tiny', () => {
     }
     expect(c('4K', 'main TLB only', 16, 'descriptor reads per translation')).toBe(12);
     expect(c('4K', 'mmu600', 16, 'descriptor reads per translation')).toBeLessThan(12);
+    // ... and against TLB size (tiny: a 4 MiB ring of 1024 pages): resident from 1024 entries on.
+    const bySize = (pages: string, entries: number): number => figure(caches, 'TLB hit rate by TLB size', { pages, 'TLB entries': entries, 'ring MiB': 4 }).median;
+    expect([256, 512, 1024, 2048].map((e) => bySize('4K', e))).toEqual([50, 50, 100, 100]);
+    expect([256, 512, 1024, 2048].map((e) => bySize('2M', e))).toEqual([100, 100, 100, 100]);
     // papers: the IOTLB cliff row, computed, not copied: 50% past the 8 MiB reach with 4 KiB pages, none with 2 MiB.
     const cliff = (pages: string, mib: number): number => figure(docs.papers!, 'ring TLB hit rate (IOTLB cliff)', { pages, 'ring MiB': mib, preset: 'mmu600' }).median;
     expect([cliff('4K', 8), cliff('4K', 16), cliff('2M', 64)]).toEqual([100, 50, 100]);
