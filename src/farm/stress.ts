@@ -81,9 +81,8 @@ import { Smmu } from '../smmu/smmu.js';
 import { AttachError, TopologyMachine } from '../topology/attach.js';
 import { pickDmaSmmu } from '../topology/devices.js';
 import { TopologyError } from '../topology/file.js';
-import { loadTopologyNamed } from '../topology/index.js';
+import { UnknownTopologyError, loadTopologyNamed } from '../topology/index.js';
 import { masterName, type TopologySpec } from '../topology/model.js';
-import { PRESET_NAMES as TOPOLOGY_PRESET_NAMES } from '../topology/presets.js';
 import { resolveTopology } from '../topology/resolve.js';
 import { FAULT_PERMISSION, FAULT_TRANSLATION } from '../walk/result.js';
 import { Rng, deriveSeed } from '../workload/rng.js';
@@ -715,17 +714,11 @@ export async function runStress(opts: StressOptions = {}): Promise<StressReport>
   if (!Number.isInteger(hotPages) || hotPages < 1) throw new StressError(`hot pages must be a positive integer, got ${hotPages}`);
   let choice: TopologyChoice | null = null;
   if (opts.topology !== undefined) {
-    if (typeof opts.topology !== 'string') choice = { spec: opts.topology, source: opts.topology.file, smmu: opts.smmu };
-    else {
-      let found: { spec: TopologySpec; source: string } | null;
-      try {
-        found = loadTopologyNamed(opts.topology);
-      } catch (e) {
-        if (e instanceof TopologyError) throw new StressError(e.message);
-        throw e;
-      }
-      if (found === null) throw new StressError(`unknown topology "${opts.topology}": not a preset (presets: ${TOPOLOGY_PRESET_NAMES.join(', ')}) and no such file`);
-      choice = { ...found, smmu: opts.smmu };
+    try {
+      choice = { ...loadTopologyNamed(opts.topology), smmu: opts.smmu };
+    } catch (e) {
+      if (e instanceof UnknownTopologyError || e instanceof TopologyError) throw new StressError(e.message);
+      throw e;
     }
   } else if (opts.smmu !== undefined) throw new StressError('--smmu needs --topology');
   const topo = buildTopology(mutators, groups, perGroup, stablePages, hotPages, seed, choice);

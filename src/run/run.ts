@@ -58,11 +58,10 @@ import type { PhysMem } from '../memory/phys.js';
 import { PROT_CACHE, PROT_READ, PROT_WRITE, PageTable } from '../pgtable/builder.js';
 import type { Regime } from '../pgtable/regime.js';
 import { AttachError, TopologyMachine } from '../topology/attach.js';
-import { pickDmaSmmu } from '../topology/devices.js';
+import { pickDmaSmmu, unknownSmmu } from '../topology/devices.js';
 import { TopologyError } from '../topology/file.js';
-import { loadTopologyNamed } from '../topology/index.js';
+import { UnknownTopologyError, loadTopologyNamed } from '../topology/index.js';
 import { masterName, type TopologySpec } from '../topology/model.js';
-import { PRESET_NAMES as TOPOLOGY_PRESET_NAMES } from '../topology/presets.js';
 import { resolveTopology } from '../topology/resolve.js';
 import {
   TraceError,
@@ -361,16 +360,13 @@ function planTrace(file: string, limit: number | undefined, seed: number): Workl
 }
 
 function loadTopology(t: string | TopologySpec): { spec: TopologySpec; source: string } {
-  if (typeof t !== 'string') return { spec: t, source: t.file };
-  let found: { spec: TopologySpec; source: string } | null;
   try {
-    found = loadTopologyNamed(t);
+    return loadTopologyNamed(t);
   } catch (e) {
+    if (e instanceof UnknownTopologyError) throw new RunError(e.message, 2);
     if (e instanceof TopologyError) throw new RunError(e.message, 1);
     throw e;
   }
-  if (found === null) throw new RunError(`unknown topology "${t}": not a preset (presets: ${TOPOLOGY_PRESET_NAMES.join(', ')}) and no such file`, 2);
-  return found;
 }
 
 // ------------------------------------------------------------------ the run
@@ -404,9 +400,8 @@ export async function runWorkload(opts: RunOptions = {}): Promise<RunReport> {
   // The topology first (cheap), so that its errors come before the tables are built.
   const topo = loadTopology(opts.topology ?? RUN_DEFAULTS.topology);
   const resolved = resolveTopology(topo.spec);
-  if (opts.smmu !== undefined && !topo.spec.smmus.some((s) => s.name === opts.smmu)) {
-    throw new RunError(`no SMMU named "${opts.smmu}" in topology ${topo.spec.name} (SMMUs: ${topo.spec.smmus.map((s) => s.name).join(', ')})`, 2);
-  }
+  const unknown = opts.smmu !== undefined ? unknownSmmu(topo.spec, opts.smmu) : null;
+  if (unknown !== null) throw new RunError(unknown, 2);
 
   // The workload and its footprint.
   const plan = opts.trace !== undefined ? planTrace(opts.trace, opts.count, seed) : planGenerator(opts.workload ?? RUN_DEFAULTS.workload, seed);

@@ -52,6 +52,12 @@ export function dmaDevicesOn(machine: TopologyMachine, t: ResolvedTopology, smmu
   return out;
 }
 
+/** Why `smmu` cannot be used in `spec` (it has no SMMU of that name), or null if it can. */
+export function unknownSmmu(spec: TopologySpec, smmu: string): string | null {
+  if (spec.smmus.some((s) => s.name === smmu)) return null;
+  return `no SMMU named "${smmu}" in topology ${spec.name} (SMMUs: ${spec.smmus.map((s) => s.name).join(', ')})`;
+}
+
 /**
  * The SMMU to use and its DMA devices: `smmu` if named, else the first SMMU
  * (in the topology's order) with a device that can be attached. Returns a
@@ -64,9 +70,8 @@ export function pickDmaSmmu(
   smmu?: string,
 ): { unit: SmmuUnit; devices: DmaDevice[] } | { error: string; usage: boolean } {
   if (smmu !== undefined) {
-    if (!spec.smmus.some((s) => s.name === smmu)) {
-      return { error: `no SMMU named "${smmu}" in topology ${spec.name} (SMMUs: ${spec.smmus.map((s) => s.name).join(', ')})`, usage: true };
-    }
+    const unknown = unknownSmmu(spec, smmu);
+    if (unknown !== null) return { error: unknown, usage: true };
     const devices = dmaDevicesOn(machine, t, smmu);
     if (devices.length === 0) return { error: `${smmu} has no DMA device whose IOMMU group can be attached there`, usage: false };
     return { unit: machine.unit(smmu), devices };

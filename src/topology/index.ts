@@ -7,7 +7,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { TopologyError, parseTopology } from './file.js';
 import type { ResolvedTopology, TopologySpec } from './model.js';
-import { PRESETS, loadPreset } from './presets.js';
+import { PRESETS, PRESET_NAMES, loadPreset } from './presets.js';
 import { resolveTopology } from './resolve.js';
 
 export * from './attach.js';
@@ -36,13 +36,22 @@ export function resolveFile(file: string): ResolvedTopology {
   return resolveTopology(loadTopologyFile(file));
 }
 
+/** A topology name that is neither a preset nor an existing file. */
+export class UnknownTopologyError extends Error {
+  constructor(readonly topology: string) {
+    super(`unknown topology "${topology}": not a preset (presets: ${PRESET_NAMES.join(', ')}) and no such file`);
+    this.name = 'UnknownTopologyError';
+  }
+}
+
 /**
- * A topology by preset name or file: the spec and where it came from
- * (`preset:NAME` or the file), or null when `t` is neither a preset nor an
- * existing file. Throws TopologyError for a file that is not a valid topology.
+ * A topology by preset name or file (or an already validated spec): the spec and where it
+ * came from (`preset:NAME`, the file). Throws UnknownTopologyError when `t` is neither a
+ * preset nor an existing file, and TopologyError for a file that is not a valid topology.
  */
-export function loadTopologyNamed(t: string): { spec: TopologySpec; source: string } | null {
+export function loadTopologyNamed(t: string | TopologySpec): { spec: TopologySpec; source: string } {
+  if (typeof t !== 'string') return { spec: t, source: t.file };
   if (Object.prototype.hasOwnProperty.call(PRESETS, t)) return { spec: loadPreset(t), source: `preset:${t}` };
-  if (!existsSync(t)) return null;
+  if (!existsSync(t)) throw new UnknownTopologyError(t);
   return { spec: loadTopologyFile(t), source: t };
 }
