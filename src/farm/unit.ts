@@ -100,6 +100,12 @@ export interface UnitSummary {
 
 const FLUSH_ALL: InvalidationScope = { kind: 'all' };
 
+/** The walker's access code (ACC_*) for a request's access code (REQ_*: kind in bits [1:0], REQ_UNPRIV). */
+function walkAccess(a: number): number {
+  const kind = a & 3;
+  return (kind === REQ_WRITE ? ACC_WRITE : kind === REQ_EXEC ? ACC_EXEC : ACC_READ) | ((a & REQ_UNPRIV) !== 0 ? ACC_UNPRIV : 0);
+}
+
 export class Unit {
   private readonly ctl: Int32Array;
   private readonly base: number;
@@ -229,9 +235,7 @@ export class Unit {
         aborts++;
         continue;
       }
-      const a = accs[i]!;
-      const kind = a & 3;
-      const acc = (kind === REQ_WRITE ? ACC_WRITE : kind === REQ_EXEC ? ACC_EXEC : ACC_READ) | ((a & REQ_UNPRIV) !== 0 ? ACC_UNPRIV : 0);
+      const acc = walkAccess(accs[i]!);
       const regime = this.regimes[ctx]!;
       if (this.cache.translate(this.mem, regime, regime.cb, sid, va, acc, res)) {
         pas[i] = res.pa;
@@ -294,9 +298,7 @@ export class Unit {
         detail[i] = 0;
         aborts++;
       } else {
-        const a = accs[i]!;
-        const kind = a & 3;
-        const acc = (kind === REQ_WRITE ? ACC_WRITE : kind === REQ_EXEC ? ACC_EXEC : ACC_READ) | ((a & REQ_UNPRIV) !== 0 ? ACC_UNPRIV : 0);
+        const acc = walkAccess(accs[i]!);
         const regime = this.regimes[ctx]!;
         if (this.cache.translate(this.mem, regime, regime.cb, sid, va, acc, res)) {
           pas[i] = res.pa;
