@@ -2,7 +2,8 @@
 
 import { existsSync } from 'node:fs';
 import { CaseError } from '../check/case-file.js';
-import { collectCaseFiles, runCaseFile, type CaseOutcome } from '../check/run-case.js';
+import { collectCaseFiles, runCaseFile } from '../check/run-case.js';
+import { runFiles, type FileResult } from './file-runner.js';
 
 export interface CheckOptions {
   json: boolean;
@@ -14,8 +15,6 @@ export interface CheckOptions {
 export function checkCommand(paths: string[], opts: CheckOptions): number {
   const out = opts.out ?? ((l: string) => process.stdout.write(l + '\n'));
   const err = opts.err ?? ((l: string) => process.stderr.write(l + '\n'));
-  let passed = 0;
-  let failed = 0;
   let broken = 0;
   const files: string[] = [];
   for (const p of paths) {
@@ -26,36 +25,22 @@ export function checkCommand(paths: string[], opts: CheckOptions): number {
     }
     files.push(...collectCaseFiles([p]));
   }
-  for (const file of files) {
-    let outcome: CaseOutcome;
-    try {
-      outcome = runCaseFile(file);
-    } catch (e) {
-      broken++;
-      if (e instanceof CaseError) err(`error: ${e.message}`);
-      else err(`error: ${file}: ${(e as Error).message}`);
-      continue;
-    }
-    for (const q of outcome.queries) {
-      if (q.pass) passed++;
-      else failed++;
-    }
-    if (opts.json) {
-      out(JSON.stringify({ name: outcome.name, results: outcome.queries.map((q) => q.actual) }));
-    } else {
-      for (const q of outcome.queries) {
-        if (q.pass) continue;
-        out(
-          `FAIL ${outcome.name} (${file}) query ${q.index}: va ${q.va} ${q.acc} ${q.el0 ? 'el0' : 'el1'}: ` +
-            `expected ${JSON.stringify(q.expected)}, got ${JSON.stringify(q.actual)}`,
-        );
-      }
-    }
-  }
-  if (broken > 0) err(`${broken} file(s) could not be run`);
-  const summary = `${passed} passed, ${failed} failed`;
-  // With --json, stdout carries only the JSON lines.
-  if (opts.json) err(summary);
-  else out(summary);
-  return failed === 0 && broken === 0 ? 0 : 1;
+  return runFiles(files, broken, { json: opts.json, out, err, noun: 'file(s)' }, caseResult, (e) => e instanceof CaseError);
+}
+
+/** One case file's outcome, for the report. */
+function caseResult(file: string): FileResult {
+  const outcome = runCaseFile(file);
+  const failedQueries = outcome.queries.filter((q) => !q.pass);
+  return {
+    name: outcome.name,
+    passed: outcome.queries.length - failedQueries.length,
+    failed: failedQueries.length,
+    json: { name: outcome.name, results: outcome.queries.map((q) => q.actual) },
+    failures: failedQueries.map(
+      (q) =>
+        `FAIL ${outcome.name} (${file}) query ${q.index}: va ${q.va} ${q.acc} ${q.el0 ? 'el0' : 'el1'}: ` +
+        `expected ${JSON.stringify(q.expected)}, got ${JSON.stringify(q.actual)}`,
+    ),
+  };
 }

@@ -4,7 +4,8 @@ import { existsSync, readFileSync, statSync } from 'node:fs';
 import { collectCaseFiles } from '../check/run-case.js';
 import { Smmu } from '../smmu/smmu.js';
 import { cacheFactory, cachePresetNames, DEFAULT_CACHE_PRESET } from '../replay/caches.js';
-import { ScriptError, parseScript, runScript, type ScriptOutcome } from '../replay/script.js';
+import { ScriptError, parseScript, runScript } from '../replay/script.js';
+import { runFiles, type FileResult } from './file-runner.js';
 
 export interface ReplayOptions {
   json: boolean;
@@ -34,8 +35,6 @@ export function replayCommand(paths: string[], opts: ReplayOptions): number {
     err(`error: --caches: ${(e as Error).message}`);
     return 2;
   }
-  let passed = 0;
-  let failed = 0;
   let broken = 0;
   const files: string[] = [];
   for (const p of paths) {
@@ -58,34 +57,17 @@ export function replayCommand(paths: string[], opts: ReplayOptions): number {
     }
     files.push(...found);
   }
-  for (const file of files) {
-    let outcome: ScriptOutcome;
-    try {
-      const script = parseScript(readFileSync(file, 'utf8'), file);
-      outcome = runScript(script, file, (mem, s) => new Smmu(s.id, mem, makeCache()));
-    } catch (e) {
-      broken++;
-      if (e instanceof ScriptError) err(`error: ${e.message}`);
-      else err(`error: ${file}: ${(e as Error).message}`);
-      continue;
-    }
-    for (const s of outcome.steps) {
-      if (s.pass) passed++;
-      else failed++;
-    }
-    if (opts.json) {
-      out(JSON.stringify({ name: outcome.name, steps: outcome.steps.map((s) => s.json) }));
-    } else {
-      for (const s of outcome.steps) {
-        if (s.pass) continue;
-        out(`FAIL ${outcome.name} (${file}) step ${s.index} ${s.op} ${s.what}: expected ${s.expected}, got ${s.actual}`);
-      }
-    }
-  }
-  if (broken > 0) err(`${broken} script(s) could not be run`);
-  const summary = `${passed} passed, ${failed} failed`;
-  // With --json, stdout carries only the JSON lines.
-  if (opts.json) err(summary);
-  else out(summary);
-  return failed === 0 && broken === 0 ? 0 : 1;
+  const run = (file: string): FileResult => {
+    const script = parseScript(readFileSync(file, 'utf8'), file);
+    const outcome = runScript(script, file, (mem, sc) => new Smmu(sc.id, mem, makeCache()));
+    const failedSteps = outcome.steps.filter((st) => !st.pass);
+    return {
+      name: outcome.name,
+      passed: outcome.steps.length - failedSteps.length,
+      failed: failedSteps.length,
+      json: { name: outcome.name, steps: outcome.steps.map((st) => st.json) },
+      failures: failedSteps.map((st) => `FAIL ${outcome.name} (${file}) step ${st.index} ${st.op} ${st.what}: expected ${st.expected}, got ${st.actual}`),
+    };
+  };
+  return runFiles(files, broken, { json: opts.json, out, err, noun: 'script(s)' }, run, (e) => e instanceof ScriptError);
 }
