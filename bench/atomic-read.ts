@@ -20,7 +20,7 @@
 import { Bench } from 'tinybench';
 import { PhysMem } from '../src/memory/phys.js';
 import { BENCH_SCHEMA, fromSpread, type BenchDoc } from '../src/bench/schema.js';
-import { benchMode, commandLine, fmt, machine, spread, writeResults, type Spread } from './lib.js';
+import { arg, benchMode, commandLine, fmt, machine, spread, writeResults, type Spread } from './lib.js';
 
 function leb(n: number): number[] {
   const o: number[] = [];
@@ -51,11 +51,6 @@ function globalVariant(memory: WebAssembly.Memory, pages: number): { ldg: (off: 
   ]);
   const inst = new WebAssembly.Instance(new WebAssembly.Module(bytes), { env: { mem: memory } });
   return inst.exports as unknown as { ldg: (off: number) => number; hi: { value: number } };
-}
-
-function arg(name: string, dflt: string): string {
-  const i = process.argv.indexOf(name);
-  return i >= 0 && i + 1 < process.argv.length ? process.argv[i + 1]! : dflt;
 }
 
 async function main(): Promise<void> {

@@ -23,12 +23,7 @@ import type { Regime } from '../src/pgtable/regime.js';
 import { createBatch, createPreset } from '../src/workload/index.js';
 import { buildNested4k1g, buildNestedRegions } from '../src/workloads/nested-4k-1g.js';
 import { BENCH_SCHEMA, exact, fromSpread, type BenchDoc, type Figure } from '../src/bench/schema.js';
-import { benchMode, commandLine, fmt, machine, spread, writeResults, type Spread } from './lib.js';
-
-function arg(name: string, dflt: string): string {
-  const i = process.argv.indexOf(name);
-  return i >= 0 && i + 1 < process.argv.length ? process.argv[i + 1]! : dflt;
-}
+import { arg, benchMode, commandLine, fmt, machine, spread, writeResults, type Spread } from './lib.js';
 
 const BATCH = 4096;
 

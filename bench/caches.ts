@@ -13,12 +13,7 @@ import type { CacheConfig } from '../src/cache/caches.js';
 import { CACHE_PRESETS } from '../src/cache/presets.js';
 import { CLIFF_BUFFER, buildCliffTables, ringPoint, type CliffPage, type CliffPoint } from '../src/bench/cliff.js';
 import { BENCH_SCHEMA, exact, type BenchDoc, type Figure } from '../src/bench/schema.js';
-import { benchMode, commandLine, fmt, machine, writeResults } from './lib.js';
-
-function arg(name: string, dflt: string): string {
-  const i = process.argv.indexOf(name);
-  return i >= 0 && i + 1 < process.argv.length ? process.argv[i + 1]! : dflt;
-}
+import { arg, benchMode, commandLine, fmt, machine, writeResults } from './lib.js';
 
 const MMU600 = CACHE_PRESETS.mmu600!;
 const CONFIGS: ReadonlyArray<{ label: string; config: CacheConfig }> = [

@@ -26,12 +26,7 @@ import { encodeIds } from '../src/smmu/id.js';
 import { Smmu } from '../src/smmu/smmu.js';
 import { buildNested4k1g } from '../src/workloads/nested-4k-1g.js';
 import { BENCH_SCHEMA, fromSpread, measured, type BenchDoc } from '../src/bench/schema.js';
-import { benchMode, commandLine, fmt, machine, spread, writeResults, type Spread } from './lib.js';
-
-function arg(name: string, dflt: string): string {
-  const i = process.argv.indexOf(name);
-  return i >= 0 && i + 1 < process.argv.length ? process.argv[i + 1]! : dflt;
-}
+import { arg, benchMode, commandLine, fmt, machine, spread, writeResults, type Spread } from './lib.js';
 
 /** Iterations/s of a pure ALU loop on `threads` threads at once (aggregate). */
 async function bareLoop(threads: number, iterations: number): Promise<number> {

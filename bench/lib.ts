@@ -25,6 +25,12 @@ export function writeResults(name: string, json: unknown, markdown: string, dir 
   writeFileSync(join(dir, `${name}.md`), markdown);
 }
 
+/** The value after option `name` on the command line (`--rounds 5`), or `dflt`. */
+export function arg(name: string, dflt: string): string {
+  const i = process.argv.indexOf(name);
+  return i >= 0 && i + 1 < process.argv.length ? process.argv[i + 1]! : dflt;
+}
+
 export function fmt(n: number, digits = 1): string {
   return n.toFixed(digits);
 }

@@ -24,7 +24,7 @@ import { ACC_READ, WalkResult } from '../src/walk/result.js';
 import { translate } from '../src/walk/walk.js';
 import { buildNested4k1g } from '../src/workloads/nested-4k-1g.js';
 import { BENCH_SCHEMA, exact, fromSpread, type BenchDoc } from '../src/bench/schema.js';
-import { benchMode, commandLine, fmt, machine, modeArgs, spread, writeResults, type BenchMode, type Spread } from './lib.js';
+import { arg, benchMode, commandLine, fmt, machine, modeArgs, spread, writeResults, type BenchMode, type Spread } from './lib.js';
 import { BigIntAtomicsMem, PlainPairMem } from './mem-variants.js';
 
 const C_REFERENCE_NS = 74;
@@ -40,11 +40,6 @@ interface ChildResult {
   pages: number;
   tableBytes: number;
   modes: Record<Mode, { nsPerWalk: Spread; readsPerWalk: number; faults: number }>;
-}
-
-function arg(name: string, dflt: string): string {
-  const i = process.argv.indexOf(name);
-  return i >= 0 && i + 1 < process.argv.length ? process.argv[i + 1]! : dflt;
 }
 
 async function child(variant: Variant, rounds: number, timeMs: number, fraction: number, queries: number): Promise<ChildResult> {
