@@ -93,13 +93,7 @@ function parseExpect(r: JsonReader, v: unknown, path: string): CaseExpect {
 /** Parses and validates one case from its JSON text. Throws CaseError. */
 export function parseCase(text: string, file: string): VmsaCase {
   const r = new JsonReader(file, (f, p, m) => new CaseError(f, p, m));
-  let doc: unknown;
-  try {
-    doc = JSON.parse(text);
-  } catch (e) {
-    r.fail('$', `not valid JSON (${(e as Error).message})`);
-  }
-  const o = r.object(doc, '$');
+  const o = r.document(text);
   if (o.format !== 'vmsa-case/1') r.fail('$.format', `expected "vmsa-case/1", got ${describe(o.format)}`);
   const name = o.name;
   if (typeof name !== 'string' || name.length === 0) r.fail('$.name', `expected a non-empty string, got ${describe(name)}`);

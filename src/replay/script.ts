@@ -81,13 +81,7 @@ export function checkRegisterOffsets(s: SmmuScript, file: string, space: number)
  */
 export function parseScript(text: string, file: string): SmmuScript {
   const r = new JsonReader(file, (f, p, m) => new ScriptError(f, p, m));
-  let doc: unknown;
-  try {
-    doc = JSON.parse(text);
-  } catch (e) {
-    r.fail('$', `not valid JSON (${(e as Error).message})`);
-  }
-  const o = r.object(doc, '$');
+  const o = r.document(text);
   if (o.format !== 'smmu-script/1') r.fail('$.format', `expected "smmu-script/1", got ${describe(o.format)}`);
   if (typeof o.name !== 'string' || o.name === '') r.fail('$.name', `expected a non-empty string, got ${describe(o.name)}`);
   const ido = r.object(o.id, '$.id');

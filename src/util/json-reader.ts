@@ -21,6 +21,17 @@ export class JsonReader {
     throw this.makeError(this.file, path, problem);
   }
 
+  /** The document `text` as its top-level object (`$`); fails if it is not valid JSON or not an object. */
+  document(text: string): Record<string, unknown> {
+    let doc: unknown;
+    try {
+      doc = JSON.parse(text);
+    } catch (e) {
+      this.fail('$', `not valid JSON (${(e as Error).message})`);
+    }
+    return this.object(doc, '$');
+  }
+
   object(v: unknown, path: string): Record<string, unknown> {
     if (typeof v !== 'object' || v === null || Array.isArray(v)) this.fail(path, `expected an object, got ${describe(v)}`);
     return v as Record<string, unknown>;
