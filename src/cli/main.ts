@@ -9,6 +9,7 @@ import { checkCommand } from './check.js';
 import { demoCommand } from './demo.js';
 import { replayCachesHelp, replayCommand } from './replay.js';
 import { runCommandSpec } from './run.js';
+import { startCommandSpec } from './start.js';
 import { stressCommandSpec } from './stress.js';
 import { topologyCommand } from './topology.js';
 import { traceCommand } from './trace.js';
@@ -63,6 +64,7 @@ program.addCommand(traceCommand());
 program.addCommand(runCommandSpec());
 program.addCommand(benchCommand());
 program.addCommand(stressCommandSpec());
+program.addCommand(startCommandSpec());
 
 program.parseAsync(process.argv).catch((e: unknown) => {
   process.stderr.write(`smmu-farm: ${(e as Error).message}\n`);

@@ -13,7 +13,8 @@
  * a topology or workload file, an attach that fails) or when a translation
  * returned a page that had been unmapped and invalidated (a stale translation);
  * 2 for a usage problem (a bad option value, an unknown preset, conflicting
- * options).
+ * options); 130 when Ctrl-C stopped the run early (the report covers what was
+ * translated until then).
  */
 
 import { Command } from 'commander';
@@ -21,6 +22,7 @@ import { presetNames } from '../cache/presets.js';
 import { RUN_DEFAULTS, RunError, runWorkload, type RunOptions, type RunProgress, type RunReport } from '../run/run.js';
 import { PRESET_NAMES as TOPOLOGY_PRESET_NAMES } from '../topology/presets.js';
 import { workloadPresetNames } from '../workload/index.js';
+import { INTERRUPTED_STATUS, withInterrupt } from './interrupt.js';
 
 export interface RunCliOptions {
   workload?: string;
@@ -174,10 +176,11 @@ export function formatReport(r: RunReport): string[] {
 }
 
 /** Runs `smmu-farm run`; returns the exit status. */
-export async function runCommand(o: RunCliOptions, io: RunIo = defaultIo(o.json === true)): Promise<number> {
+export async function runCommand(o: RunCliOptions, io: RunIo = defaultIo(o.json === true), signal?: AbortSignal): Promise<number> {
   let report: RunReport;
   try {
     const opts = toRunOptions(o);
+    if (signal !== undefined) opts.signal = signal;
     if (io.progress !== null) {
       const show = io.progress;
       let last = 0;
@@ -208,6 +211,10 @@ export async function runCommand(o: RunCliOptions, io: RunIo = defaultIo(o.json 
     io.err(`error: ${report.invalidations.staleTranslations} translations of unmapped, invalidated pages returned the old translation`);
     return 1;
   }
+  if (report.interrupted) {
+    io.err(`interrupted after ${report.translations} translations (${report.seconds.toFixed(2)} s): the figures above cover them`);
+    return INTERRUPTED_STATUS;
+  }
   return 0;
 }
 
@@ -236,6 +243,6 @@ export function runCommandSpec(): Command {
       process.exit(e.exitCode === 0 ? 0 : 2);
     })
     .action(async (o: RunCliOptions) => {
-      process.exitCode = await runCommand(o);
+      process.exitCode = await withInterrupt('run', (signal) => runCommand(o, undefined, signal));
     });
 }

@@ -144,6 +144,11 @@ export interface RunOptions {
   dropInvalidations?: boolean;
   /** Called after every batch. */
   onProgress?: (p: RunProgress) => void;
+  /**
+   * Stops the run after the batch in flight when aborted (Ctrl-C): the report covers what was
+   * translated until then, with `interrupted` set.
+   */
+  signal?: AbortSignal;
 }
 
 export interface RunProgress {
@@ -182,6 +187,8 @@ export interface RunReport {
   distribution: Distribution;
   /** What limited the run. */
   limit: { kind: 'count' | 'seconds' | 'trace'; value: number | null };
+  /** True when `signal` stopped the run before its limit. */
+  interrupted: boolean;
   tables: { pages: number; regions: number; buildMs: number };
   farmStartMs: number;
   translations: number;
@@ -476,8 +483,9 @@ export async function runWorkload(opts: RunOptions = {}): Promise<RunReport> {
     const start = performance.now();
     const deadline = limit.kind === 'seconds' ? start + limit.value! * 1000 : Infinity;
     let k = 0;
+    let lastYieldMs = 0;
     try {
-      while (translations < target && performance.now() < deadline) {
+      while (translations < target && performance.now() < deadline && opts.signal?.aborted !== true) {
         const got = src.fill(b);
         const n = Math.min(got, target - translations);
         if (n <= 0) break;
@@ -521,6 +529,12 @@ export async function runWorkload(opts: RunOptions = {}): Promise<RunReport> {
         }
         translations += n;
         elapsedMs = performance.now() - start;
+        // The loop is synchronous: give the event loop a turn now and then so that a SIGINT
+        // handler can abort it (about every 50 ms; a batch takes a few milliseconds).
+        if (opts.signal !== undefined && elapsedMs - lastYieldMs >= 50) {
+          lastYieldMs = elapsedMs;
+          await new Promise<void>((r) => setImmediate(r));
+        }
         if (opts.onProgress !== undefined) {
           const fraction = limit.kind === 'seconds' ? Math.min(1, elapsedMs / (limit.value! * 1000)) : translations / target;
           opts.onProgress({ translations, elapsedMs, fraction });
@@ -552,6 +566,7 @@ export async function runWorkload(opts: RunOptions = {}): Promise<RunReport> {
     units,
     distribution,
     limit,
+    interrupted: opts.signal?.aborted === true,
     tables: { pages, regions: plan.regions.length, buildMs: tables.buildMs },
     farmStartMs,
     translations: total,
