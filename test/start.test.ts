@@ -5,7 +5,7 @@
  */
 
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -84,5 +84,20 @@ describe('smmu-farm run: Ctrl-C', () => {
     expect(r.status, r.stderr).toBe(130);
     expect(r.stdout).toMatch(/throughput: +[\d.]+ [kM]? ?translations\/s/);
     expect(r.stderr).toMatch(/interrupted after [\d,]+ translations/);
+  }, 60_000);
+});
+
+describe('smmu-farm bench: Ctrl-C', () => {
+  it('stops the suite in flight, keeps the suites already finished, leaves the interrupted one unwritten, and exits 130', async () => {
+    const out = mkdtempSync(join(tmpdir(), 'smmu-bench-int-'));
+    const r = await interrupted(['bench', 'all', '--tiny', '--out', out], 3000);
+    expect(r.status, r.stderr).toBe(130);
+    const m = /bench: interrupted during (\w+): its results files were left as they were(?:; kept the results of ([\w, ]+)|; no suite had finished)/.exec(r.stderr);
+    expect(m, r.stderr).not.toBeNull();
+    const kept = m![2] === undefined ? [] : m![2].split(', ');
+    const files = readdirSync(out);
+    for (const s of kept) expect(files.some((f) => f.endsWith('.svg') && (f.startsWith(s) || (s === 'atomics' && f.startsWith('atomic-read')))), s).toBe(true);
+    expect(files.filter((f) => f.endsWith('.svg'))).toHaveLength(kept.length);
+    expect(files).not.toContain(`${m![1]}.svg`);
   }, 60_000);
 });

@@ -8,9 +8,16 @@
  * (src/bench/chart.ts). `papers` writes DIR/PAPERS.md (src/bench/papers.ts);
  * `all` runs every suite, then `papers`.
  *
+ * Progress: on a terminal, a status line shows the suite running and its
+ * program's latest progress line; elsewhere (CI, pipes) progress stays quiet,
+ * and a failing program's last lines are shown with the failure. Ctrl-C stops
+ * the suite in flight (its results files are left as they were: programs write
+ * only at the end), keeps the suites already finished, and exits 130.
+ *
  * Exit status: 0 when every suite ran and its results conform; 1 when a
  * benchmark failed or wrote results that do not conform; 2 for bad input (an
- * unknown or not yet implemented suite, conflicting options).
+ * unknown or not yet implemented suite, conflicting options); 130 when
+ * interrupted.
  */
 
 import { spawn } from 'node:child_process';
@@ -22,6 +29,7 @@ import { renderChart } from '../bench/chart.js';
 import { buildPapers } from '../bench/papers.js';
 import { validateBenchDoc, type BenchDoc, type Mode } from '../bench/schema.js';
 import { PLANNED, SUITES } from '../bench/suites.js';
+import { INTERRUPTED_STATUS, withInterrupt } from './interrupt.js';
 
 export { PLANNED, SUITES, type SuiteDef } from '../bench/suites.js';
 
@@ -50,11 +58,14 @@ export interface BenchOptions {
 export interface BenchIo {
   out: (text: string) => void;
   err: (text: string) => void;
+  /** A status line that rewrites itself (a terminal), or null: progress stays quiet (CI, pipes). */
+  status: ((text: string) => void) | null;
 }
 
 const stdio: BenchIo = {
   out: (t) => process.stdout.write(t),
   err: (t) => process.stderr.write(t),
+  status: process.stderr.isTTY === true ? (t) => process.stderr.write(`\r\x1b[2K${t.slice(0, (process.stderr.columns ?? 100) - 1)}`) : null,
 };
 
 /** The compiled benchmark program, whether this module runs from dist/ or from the sources. */
@@ -64,18 +75,46 @@ function programPath(program: string): string {
   return existsSync(built) || root.pathname.endsWith('/dist/') ? built : fileURLToPath(new URL(`dist/bench/${program}.js`, root));
 }
 
-function runProgram(file: string, args: string[], env: NodeJS.ProcessEnv, forward: (t: string) => void): Promise<number> {
+/**
+ * Runs one benchmark program. Its Markdown (stdout) goes to `forward`; its progress lines
+ * (stderr) to `progress` (a terminal's status line) and are kept, so that a failure can
+ * show how the program ended. Aborting `signal` sends it SIGINT.
+ */
+function runProgram(
+  file: string,
+  args: string[],
+  env: NodeJS.ProcessEnv,
+  forward: (t: string) => void,
+  progress: ((line: string) => void) | null,
+  signal: AbortSignal | undefined,
+): Promise<{ status: number; stderrTail: string }> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [file, ...args], { stdio: ['ignore', 'pipe', 'inherit'], env });
+    const child = spawn(process.execPath, [file, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env });
     child.stdout.setEncoding('utf8');
+    child.stderr.setEncoding('utf8');
     child.stdout.on('data', (chunk: string) => forward(chunk));
+    let tail = '';
+    child.stderr.on('data', (chunk: string) => {
+      tail = (tail + chunk).slice(-4000);
+      if (progress !== null) {
+        const lines = chunk.split('\n').filter((l) => l.trim() !== '');
+        if (lines.length > 0) progress(lines[lines.length - 1]!);
+      }
+    });
+    const onAbort = (): void => {
+      child.kill('SIGINT');
+    };
+    signal?.addEventListener('abort', onAbort, { once: true });
     child.once('error', reject);
-    child.once('close', (code, signal) => resolve(code ?? (signal !== null ? 128 : 1)));
+    child.once('close', (code, sig) => {
+      signal?.removeEventListener('abort', onAbort);
+      resolve({ status: code ?? (sig !== null ? 128 + (sig === 'SIGINT' ? 2 : 9) : 1), stderrTail: tail });
+    });
   });
 }
 
 /** Runs `bench SUITE`; returns the exit status. */
-export async function runBench(suite: string | undefined, opts: BenchOptions, io: BenchIo = stdio): Promise<number> {
+export async function runBench(suite: string | undefined, opts: BenchOptions, io: BenchIo = stdio, signal?: AbortSignal): Promise<number> {
   const known = [...SUITES.map((s) => s.name), 'all'];
   if (suite === undefined || suite === '') {
     io.err(`bench: give a SUITE: one of ${known.join(', ')} (see smmu-farm bench --help)\n`);
@@ -115,7 +154,14 @@ export async function runBench(suite: string | undefined, opts: BenchOptions, io
   const docs: Record<string, BenchDoc> = {};
   const failures: string[] = [];
   const t0 = performance.now();
-  for (const s of list) {
+  const aborted = (): boolean => signal?.aborted === true;
+  const done: string[] = [];
+  let interruptedIn: string | null = null;
+  for (const [index, s] of list.entries()) {
+    if (aborted()) {
+      interruptedIn ??= s.name;
+      break;
+    }
     const started = performance.now();
     const command = ['smmu-farm bench', s.name, ...modeFlag, ...outFlag].join(' ');
     let doc: BenchDoc;
@@ -127,9 +173,16 @@ export async function runBench(suite: string | undefined, opts: BenchOptions, io
         continue;
       }
       io.err(`bench ${s.name}: node ${file} ${[...modeFlag, '--out', out].join(' ')}\n`);
-      const status = await runProgram(file, [...modeFlag, '--out', out], { ...process.env, SMMU_BENCH_COMMAND: command }, forward);
-      if (status !== 0) {
-        failures.push(`${s.name}: the benchmark program exited with status ${status}`);
+      const show = io.status;
+      const progress = show === null ? null : (line: string): void => show(`[${index + 1}/${list.length} ${s.name} ${((performance.now() - started) / 1000).toFixed(0)} s] ${line}`);
+      const r = await runProgram(file, [...modeFlag, '--out', out], { ...process.env, SMMU_BENCH_COMMAND: command }, forward, progress, signal);
+      if (show !== null) show('');
+      if (aborted()) {
+        interruptedIn = s.name;
+        break;
+      }
+      if (r.status !== 0) {
+        failures.push(`${s.name}: the benchmark program exited with status ${r.status}; it ended with:\n${r.stderrTail.trimEnd().split('\n').slice(-15).map((l) => `    ${l}`).join('\n')}`);
         continue;
       }
       const jsonFile = join(out, `${s.result}.json`);
@@ -172,6 +225,7 @@ export async function runBench(suite: string | undefined, opts: BenchOptions, io
     writeFileSync(svg, renderChart(doc));
     written.push(svg);
     docs[s.name] = doc;
+    done.push(s.name);
     io.err(`bench ${s.name}: wrote ${written.join(', ')} (${((performance.now() - started) / 1000).toFixed(1)} s)\n`);
   }
   if (suite === 'all') io.err(`bench all (${mode}): ${list.length - failures.length} of ${list.length} suites in ${((performance.now() - t0) / 1000).toFixed(1)} s\n`);
@@ -189,6 +243,14 @@ export async function runBench(suite: string | undefined, opts: BenchOptions, io
     }
   }
   for (const f of failures) io.err(`bench: ${f}\n`);
+  if (interruptedIn !== null) {
+    io.err(
+      `bench: interrupted during ${interruptedIn}: its results files were left as they were` +
+        (done.length > 0 ? `; kept the results of ${done.join(', ')}` : '; no suite had finished') +
+        '\n',
+    );
+    return INTERRUPTED_STATUS;
+  }
   return failures.length > 0 ? 1 : 0;
 }
 
@@ -203,6 +265,6 @@ export function benchCommand(): Command {
     .option('--out <dir>', 'the output folder', 'results')
     .addHelpText('after', suitesHelp())
     .action(async (suite: string | undefined, opts: BenchOptions) => {
-      process.exitCode = await runBench(suite, opts);
+      process.exitCode = await withInterrupt('bench', (signal) => runBench(suite, opts, stdio, signal));
     });
 }
