@@ -263,3 +263,47 @@ describe('smmu-farm run', () => {
     expect(r.stderr).toBe(`error: ${bad}: $.s: expected a number, got "steep"\n`);
   });
 });
+
+describe('runWorkload: time per layer (--layers)', () => {
+  it('accounts for every timed transaction: each one stream-matched, and each translation a hit, a walk or a fault', async () => {
+    const r = await runWorkload({ workload: 'multi-device', count: 20_000, units: 1, layers: 4000 });
+    const L = r.layers!;
+    expect(L.transactions).toBe(4000);
+    const row = (prefix: string) => L.rows.find((x) => x.layer.startsWith(prefix))!;
+    expect(L.rows.map((x) => x.layer.split(' ')[0])).toEqual(['stream', 'cache', 'walk', 'fault', 'other']);
+    expect(row('stream match').count).toBe(4000);
+    // Every request reaches a translating context here (no bypass, no abort): a hit or a walk.
+    expect(row('cache hit').count + row('walk').count).toBe(4000);
+    expect(row('cache hit').count).toBeGreaterThan(0);
+    // The accelerator's instruction fetches hit data pages mapped without execute permission: permission faults.
+    expect(row('fault handling').count).toBeGreaterThan(0);
+    for (const x of L.rows) {
+      expect(x.nsEach).toBeGreaterThanOrEqual(0);
+      expect(x.share).toBeGreaterThanOrEqual(0);
+    }
+    expect(L.rows.reduce((a, x) => a + x.share, 0)).toBeCloseTo(1, 6);
+    expect(L.clockNs).toBeGreaterThan(0);
+  }, 60_000);
+
+  it('with no caches every translation walks; without the option there is no layer report', async () => {
+    const none = await runWorkload({ workload: 'zipf-0.99', caches: 'none', count: 5000, units: 1, layers: 2000 });
+    const rows = none.layers!.rows;
+    expect(rows.find((x) => x.layer.startsWith('cache hit'))!.count).toBe(0);
+    expect(rows.find((x) => x.layer.startsWith('walk'))!.count).toBe(2000);
+    const off = await runWorkload({ workload: 'zipf-0.99', count: 5000, units: 1 });
+    expect(off.layers).toBeNull();
+  }, 60_000);
+});
+
+describe('smmu-farm run --layers', () => {
+  it('prints the layer table after the report', () => {
+    const cli = fileURLToPath(new URL('../dist/src/cli/main.js', import.meta.url));
+    const r = spawnSync(process.execPath, [cli, 'run', '--count', '20000', '--units', '1', '--layers', '2000'], { encoding: 'utf8' });
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/time per layer of the SMMU model \(--layers\): 2,000 requests through smmu\.dma\(\)/);
+    expect(r.stdout).toMatch(/^\| stream match \(SMR, S2CR\) +\| +2,000 \|/m);
+    const bad = spawnSync(process.execPath, [cli, 'run', '--count', '1000', '--layers', '5'], { encoding: 'utf8' });
+    expect(bad.status).toBe(2);
+    expect(bad.stderr).toMatch(/--layers: expected an integer from 1000 to/);
+  }, 60_000);
+});

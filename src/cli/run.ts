@@ -36,6 +36,7 @@ export interface RunCliOptions {
   count?: string;
   seed?: string;
   invalidateEvery?: string;
+  layers?: string | boolean;
   json?: boolean;
 }
 
@@ -93,8 +94,14 @@ export function toRunOptions(o: RunCliOptions): RunOptions {
   if (seed !== undefined) r.seed = seed;
   const every = parseInteger('--invalidate-every', o.invalidateEvery, 1, Number.MAX_SAFE_INTEGER);
   if (every !== undefined) r.invalidateEvery = every;
+  if (o.layers !== undefined && o.layers !== false) {
+    r.layers = o.layers === true ? LAYERS_DEFAULT : parseInteger('--layers', o.layers, 1000, 1 << 24)!;
+  }
   return r;
 }
+
+/** Requests timed by a bare --layers. */
+export const LAYERS_DEFAULT = 1 << 18;
 
 const int = (n: number): string => Math.round(n).toLocaleString('en-US');
 const pct = (x: number): string => `${(100 * x).toFixed(1)}%`;
@@ -172,6 +179,20 @@ export function formatReport(r: RunReport): string[] {
   if (idle > 0 && r.distribution === 'affinity') {
     out.push(`note: affinity sends stream ID s to unit s mod ${r.units}; ${idle} of ${r.units} units got no requests (--distribution dynamic spreads them)`);
   }
+  if (r.layers !== null) {
+    const L = r.layers;
+    out.push('');
+    out.push(
+      `time per layer of the SMMU model (--layers): ${int(L.transactions)} requests through smmu.dma() on one thread, caches ${r.caches}, after as many to warm them; ` +
+        `clock reads (${L.clockNs.toFixed(0)} ns each) taken off`,
+    );
+    out.push(
+      ...table(
+        ['layer', 'transactions', 'ns each', 'ns per transaction', 'share'],
+        L.rows.map((x) => [x.layer, int(x.count), x.count > 0 ? x.nsEach.toFixed(1) : '-', x.nsPerTransaction.toFixed(1), pct(x.share)]),
+      ),
+    );
+  }
   return out;
 }
 
@@ -237,6 +258,7 @@ export function runCommandSpec(): Command {
     .option('--count <n>', 'translate this many requests')
     .option('--seed <n>', `seed of the workload and of the table layout (default ${RUN_DEFAULTS.seed})`)
     .option('--invalidate-every <n>', 'every N batches, unmap a page for one batch (TLBI + sync), then map it again')
+    .option('--layers [n]', `after the run, time each layer of the SMMU model (stream match, cache hit, walk, fault handling) over the first n requests (default ${LAYERS_DEFAULT}) on one thread`)
     .option('--json', 'print one JSON object instead of the report')
     .exitOverride((e) => {
       // Commander's own usage errors (unknown option, missing value) exit 2 like ours; help and version exit 0.

@@ -48,12 +48,14 @@
 
 import { readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
-import type { CacheConfig } from '../cache/caches.js';
+import { TranslationCaches, type CacheConfig } from '../cache/caches.js';
 import { NoCache, type InvalidationScope, type TranslationCache } from '../cache/interface.js';
 import { CACHE_PRESETS, presetNames } from '../cache/presets.js';
 import { DriverError, type Domain } from '../driver/arm-smmu.js';
 import { Farm, FarmError, type Distribution, type UnitStats } from '../farm/farm.js';
-import { RES_ABORT, RES_OK } from '../farm/unit.js';
+import { REQ_UNPRIV, RES_ABORT, RES_OK } from '../farm/unit.js';
+import { LayerClock, layerRows, type LayerRow } from '../smmu/layers.js';
+import type { Smmu } from '../smmu/smmu.js';
 import type { PhysMem } from '../memory/phys.js';
 import { PROT_CACHE, PROT_READ, PROT_WRITE, PageTable } from '../pgtable/builder.js';
 import type { Regime } from '../pgtable/regime.js';
@@ -149,6 +151,12 @@ export interface RunOptions {
    * translated until then, with `interrupted` set.
    */
   signal?: AbortSignal;
+  /**
+   * After the run, time each layer of the SMMU model's transaction path (stream match, cache
+   * hit, walk, fault handling) over the workload's first `layers` requests, translated on this
+   * thread through the SMMU the run used with a fresh copy of its caches (0 or absent: off).
+   */
+  layers?: number;
 }
 
 export interface RunProgress {
@@ -215,6 +223,16 @@ export interface RunReport {
     staleTranslations: number;
   };
   perUnit: UnitReport[];
+  /** Time per layer (the `layers` option), or null. */
+  layers: LayerReport | null;
+}
+
+export interface LayerReport {
+  /** Transactions timed (after as many again to warm the caches). */
+  transactions: number;
+  /** The cost of one clock read, taken off every timed interval. */
+  clockNs: number;
+  rows: LayerRow[];
 }
 
 // ------------------------------------------------------------------ helpers
@@ -469,6 +487,7 @@ export async function runWorkload(opts: RunOptions = {}): Promise<RunReport> {
   let elapsedMs = 0;
   const inv = { events: 0, unmappedAccesses: 0, staleTranslations: 0 };
   let stats: UnitStats[];
+  let layers: LayerReport | null = null;
   try {
     farm.loadConfig(unit.smmu, topoSids);
     unit.smmu.cache = maint;
@@ -545,6 +564,7 @@ export async function runWorkload(opts: RunOptions = {}): Promise<RunReport> {
     }
     elapsedMs = performance.now() - start;
     stats = farm.unitStats();
+    if (opts.layers !== undefined && opts.layers > 0 && opts.signal?.aborted !== true) layers = measureLayers(unit.smmu, cache, plan, sidOf, opts.layers, batchSize);
   } catch (e) {
     if (e instanceof TraceError) throw new RunError(e.message, 1);
     throw e;
@@ -590,7 +610,41 @@ export async function runWorkload(opts: RunOptions = {}): Promise<RunReport> {
       invalidationsApplied: s.invalidationsApplied,
       busyMs: s.busyMs,
     })),
+    layers,
   };
+}
+
+/** The SMMU model's access kind for a request's kind code (REQ_READ, REQ_WRITE, REQ_EXEC: bits [1:0]). */
+const ACCESS_OF: ReadonlyArray<'r' | 'w' | 'x'> = ['r', 'w', 'x', 'r'];
+
+/**
+ * The `layers` pass: the workload's first 2n requests through `smmu.dma()` on this thread with a
+ * fresh TranslationCaches of `config`; the first n warm the caches, the next n are timed.
+ */
+function measureLayers(smmu: Smmu, config: CacheConfig, plan: WorkloadPlan, sidOf: Map<number, number>, n: number, batchSize: number): LayerReport {
+  const clockMs = LayerClock.calibrate();
+  const saved = smmu.cache;
+  const clock = new LayerClock();
+  smmu.cache = new TranslationCaches(config);
+  const src = plan.open();
+  const b = createBatch(batchSize);
+  try {
+    let done = 0;
+    while (done < 2 * n) {
+      const got = src.fill(b);
+      if (got <= 0) break;
+      for (let i = 0; i < got && done < 2 * n; i++, done++) {
+        if (done === n) smmu.layers = clock;
+        const a = b.acc[i]!;
+        smmu.dma(sidOf.get(b.sid[i]!) ?? -1, b.va[i]!, ACCESS_OF[a & 3]!, (a & REQ_UNPRIV) === 0);
+      }
+    }
+  } finally {
+    smmu.layers = null;
+    smmu.cache = saved;
+    src.close?.();
+  }
+  return { transactions: clock.transactions, clockNs: clockMs * 1e6, rows: layerRows(clock, clockMs) };
 }
 
 /** Reads a workload configuration file (JSON) for `workload`. */

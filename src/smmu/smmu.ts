@@ -11,6 +11,7 @@
  * described next to each case, and `lastError` says what was wrong.
  */
 
+import type { LayerClock } from './layers.js';
 import { NoCache, type InvalidationScope, type TranslationCache } from '../cache/interface.js';
 import type { PhysMem } from '../memory/phys.js';
 import { PA_SIZE_BITS, type GranuleKiB } from '../pgtable/geometry.js';
@@ -155,6 +156,8 @@ export class Smmu {
   private readonly listeners: { [K in keyof SmmuEvents]: Array<SmmuEvents[K]> } = { contextFault: [], globalFault: [], stall: [] };
 
   /** Counts of what happened, for reports. */
+  /** Time per layer of every `dma()` when set (see layers.ts); null: off. */
+  layers: LayerClock | null = null;
   readonly stats = { transactions: 0, translated: 0, bypassed: 0, aborted: 0, stalls: 0, contextFaults: 0, globalFaults: 0, tlbi: 0, syncs: 0 };
 
   constructor(ids: { id0: number; id1: number; id2: number }, mem: PhysMem, cache: TranslationCache = new NoCache()) {
@@ -705,8 +708,23 @@ export class Smmu {
   dma(sid: number, va: number, acc: Access, priv: boolean): DmaOutcome {
     this.stats.transactions++;
     const txn: Txn = { tag: 0, sid, va, acc, priv, outcome: null };
+    const clock = this.layers;
+    if (clock !== null) return this.timedDma(clock, txn);
     const o = this.process(txn);
     this.deliverIrqs();
+    return o;
+  }
+
+  /** `dma` with the time of each layer added to `clock` (see layers.ts). */
+  private timedDma(clock: LayerClock, txn: Txn): DmaOutcome {
+    const t0 = performance.now();
+    const o = this.process(txn);
+    const t1 = performance.now();
+    this.deliverIrqs();
+    const t2 = performance.now();
+    clock.transactions++;
+    clock.irqMs += t2 - t1;
+    clock.totalMs += t2 - t0;
     return o;
   }
 
@@ -769,7 +787,13 @@ export class Smmu {
 
   private process(txn: Txn): DmaOutcome {
     if ((this.scr0 & R.sCR0_CLIENTPD) !== 0) return this.bypass(txn);
-    const idx = this.streamIndex(txn.sid);
+    let idx: number;
+    if (this.layers === null) idx = this.streamIndex(txn.sid);
+    else {
+      const t0 = performance.now();
+      idx = this.streamIndex(txn.sid);
+      this.layers.streamMatchMs += performance.now() - t0;
+    }
     if (idx === -2) {
       // Stream match conflict: a global fault when sCR0.SMCFCFG = 1; otherwise UNPREDICTABLE,
       // and this model terminates the transaction without recording it.
@@ -814,13 +838,33 @@ export class Smmu {
       return this.contextFault(txn, ctx.configFaultStage === 2 && ctx.s2Bank >= 0 ? ctx.s2Bank : cb, cb, res);
     }
     const acc = (txn.acc === 'w' ? ACC_WRITE : txn.acc === 'x' ? ACC_EXEC : ACC_READ) | (txn.priv ? 0 : ACC_UNPRIV);
-    const ok = this.cache.translate(this.mem, ctx.regime, cb, txn.sid, txn.va, acc, res);
+    let ok: boolean;
+    const clock = this.layers;
+    if (clock === null) ok = this.cache.translate(this.mem, ctx.regime, cb, txn.sid, txn.va, acc, res);
+    else {
+      const t0 = performance.now();
+      ok = this.cache.translate(this.mem, ctx.regime, cb, txn.sid, txn.va, acc, res);
+      const dt = performance.now() - t0;
+      // Answered without reading a descriptor: a cache hit; otherwise it walked.
+      if (res.reads === 0) {
+        clock.hits++;
+        clock.hitMs += dt;
+      } else {
+        clock.walks++;
+        clock.walkMs += dt;
+      }
+    }
     if (ok) {
       if (ctx.s2Fault) return this.finish(txn, { kind: 'abort', reason: `context bank ${cb}: CBAR.TYPE 2, stage 2 faults every access` });
       return this.finish(txn, { kind: 'pa', pa: res.pa });
     }
     const recordIn = res.faultStage === 2 && ctx.s2Bank >= 0 ? ctx.s2Bank : cb;
-    return this.contextFault(txn, recordIn, cb, res);
+    if (clock === null) return this.contextFault(txn, recordIn, cb, res);
+    const t0 = performance.now();
+    const o = this.contextFault(txn, recordIn, cb, res);
+    clock.faults++;
+    clock.faultMs += performance.now() - t0;
+    return o;
   }
 
   private hold(txn: Txn): void {
