@@ -82,6 +82,58 @@ describe('the farm agrees with the single-threaded walker', () => {
   }
 });
 
+describe('requests written in place (Farm.queue, translateQueued)', () => {
+  it('gives the same answers as translate() and the walker, for any split of requests over the units', async () => {
+    const farm = await Farm.start({ mem: w.mem, units: 2, cache: CACHE_PRESETS.mmu600!, distribution: 'affinity', capacity: 4096 });
+    try {
+      farm.loadConfig(smmu, [0, 1, 2, 3, 4, 5, 6, 7, 9]);
+      const b = batch(5000, 77);
+      const counts = [3000, 2000];
+      const q = [farm.queue(0), farm.queue(1)];
+      // Deliberately not the affinity split: unit 0 gets the first 3000 requests whatever their stream.
+      for (let i = 0; i < 5000; i++) {
+        const u = i < 3000 ? 0 : 1;
+        const k = i < 3000 ? i : i - 3000;
+        q[u]!.sid[k] = b.sids[i]!;
+        q[u]!.va[k] = b.vas[i]!;
+        q[u]!.acc[k] = b.accs[i]!;
+      }
+      farm.translateQueued(counts);
+      // translate() uses the same queues: keep the in-place results first.
+      const got = q.map((x, u) => ({ pa: x.pa.slice(0, counts[u]), status: x.status.slice(0, counts[u]) }));
+      farm.translate(b.sids, b.vas, b.accs, 5000, b.pa, b.status);
+      const res = new WalkResult();
+      for (let i = 0; i < 5000; i++) {
+        const u = i < 3000 ? 0 : 1;
+        const k = i < 3000 ? i : i - 3000;
+        expect(got[u]!.status[k]).toBe(b.status[i]);
+        if (b.status[i] === RES_OK) expect(got[u]!.pa[k]).toBe(b.pa[i]);
+        if (b.sids[i]! <= 7) {
+          expect(translate(w.mem, w.nested, b.vas[i]!, ACC_READ, res)).toBe(true);
+          expect(got[u]!.pa[k]).toBe(res.pa);
+        }
+      }
+      const stats = farm.unitStats();
+      expect(stats.reduce((a, x) => a + x.translations, 0)).toBe(10000);
+      expect(() => farm.translateQueued([4097, 0])).toThrow(/unit 0 count 4097 is outside 0..4096/);
+      expect(() => farm.translateQueued([1])).toThrow(/1 counts for 2 units/);
+      expect(() => farm.queue(2)).toThrow(/unit 2 does not exist/);
+    } finally {
+      await farm.close();
+    }
+  });
+
+  it('is refused with the dynamic distribution', async () => {
+    const farm = await Farm.start({ mem: w.mem, units: 1, cache: null, distribution: 'dynamic', capacity: 1024 });
+    try {
+      expect(() => farm.queue(0)).toThrow(/affinity/);
+      expect(() => farm.translateQueued([0])).toThrow(/affinity/);
+    } finally {
+      await farm.close();
+    }
+  });
+});
+
 describe('invalidation', () => {
   let farm: Farm;
   beforeAll(async () => {

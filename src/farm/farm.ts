@@ -101,6 +101,15 @@ export interface UnitStats {
   fullFlushes: number;
 }
 
+/** One unit's queues in shared memory (Farm.queue). */
+export interface FarmQueue {
+  sid: Int32Array;
+  va: Float64Array;
+  acc: Uint8Array;
+  pa: Float64Array;
+  status: Int8Array;
+}
+
 export class FarmError extends Error {
   constructor(message: string) {
     super(message);
@@ -268,6 +277,36 @@ export class Farm {
         stamps.detail[i] = dV[u]![k]!;
       }
     }
+  }
+
+  /**
+   * Unit `u`'s request and result queues, for a caller that writes its requests in place
+   * (affinity distribution): `sid`, `va`, `acc` in, `pa`, `status` out, `capacity` slots.
+   * Views into shared memory, made once; see translateQueued.
+   */
+  queue(u: number): FarmQueue {
+    if (this.distribution !== 'affinity') throw new FarmError('queue() is for the affinity distribution (dynamic has one shared queue: use translate())');
+    if (!Number.isInteger(u) || u < 0 || u >= this.units) throw new FarmError(`unit ${u} does not exist (units 0..${this.units - 1})`);
+    return { sid: this.qSid[u]!, va: this.qVa[u]!, acc: this.qAcc[u]!, pa: this.qPa[u]!, status: this.qStatus[u]! };
+  }
+
+  /**
+   * Translates the first `counts[u]` requests already written into each unit's queue
+   * (queue(u)) and blocks until every unit is done; the results are in the same queues.
+   * The caller chooses which unit gets which request: no scatter and no gather, so the
+   * calling thread's only work per request is writing it.
+   */
+  translateQueued(counts: ArrayLike<number>): void {
+    if (this.closed) throw new FarmError('the farm is closed');
+    if (this.distribution !== 'affinity') throw new FarmError('translateQueued() is for the affinity distribution');
+    if (counts.length !== this.units) throw new FarmError(`translateQueued: ${counts.length} counts for ${this.units} units`);
+    if (this.shared.stamps !== undefined) throw new FarmError('translateQueued: a stamped farm takes its requests through translate()');
+    for (let u = 0; u < this.units; u++) {
+      const c = counts[u]!;
+      if (!Number.isInteger(c) || c < 0 || c > this.capacity) throw new FarmError(`translateQueued: unit ${u} count ${c} is outside 0..${this.capacity}`);
+    }
+    for (let u = 0; u < this.units; u++) Atomics.store(this.ctl, this.u(u, U_COUNT), counts[u]!);
+    this.ring();
   }
 
   /** Rings every unit's doorbell and waits until all are done. */
