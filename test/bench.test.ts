@@ -130,7 +130,7 @@ function checkSvg(svg: string, doc: BenchDoc): XmlElement[] {
   return els;
 }
 
-const SUITE_FILES: Record<string, string> = { walk: 'walk', atomics: 'atomic-read', cache: 'cache', caches: 'caches', farm: 'farm', invalidation: 'invalidation', papers: 'papers' };
+const SUITE_FILES: Record<string, string> = { tables: 'tables', walk: 'walk', atomics: 'atomic-read', cache: 'cache', caches: 'caches', farm: 'farm', topology: 'topology', invalidation: 'invalidation', papers: 'papers' };
 
 describe('smmu-farm bench all --tiny', () => {
   let dir = '';
@@ -212,10 +212,16 @@ describe('smmu-farm bench all --tiny', () => {
     // papers: the IOTLB cliff row, computed, not copied: 50% past the 8 MiB reach with 4 KiB pages, none with 2 MiB.
     const cliff = (pages: string, mib: number): number => figure(docs.papers!, 'ring TLB hit rate (IOTLB cliff)', { pages, 'ring MiB': mib, preset: 'mmu600' }).median;
     expect([cliff('4K', 8), cliff('4K', 16), cliff('2M', 64)]).toEqual([100, 50, 100]);
-    // farm: 1 and N units for both workloads; atomics: 7 constructions x 2 patterns.
+    // farm: 1 and N units for both workloads, each through translate() and written in place; atomics: 7 constructions x 2 patterns.
     const units = docs.farm!.config.units as number[];
     expect(units[0]).toBe(1);
-    expect(figuresOf(docs.farm!, 'translations per second').map((f) => f.params.units)).toEqual([...units, ...units]);
+    expect(figuresOf(docs.farm!, 'translations per second').map((f) => f.params.units)).toEqual([...units, ...units, ...units, ...units]);
+    expect([...new Set(figuresOf(docs.farm!, 'translations per second').map((f) => f.params.workload))]).toEqual([
+      'hit-dominated (64 hot pages, mmu600)',
+      'hit-dominated, written in place',
+      'walk-dominated (nested-4k-1g, no caches)',
+      'walk-dominated, written in place',
+    ]);
     expect(figuresOf(docs.atomics!, 'ns per read')).toHaveLength(14);
   });
 
@@ -356,16 +362,8 @@ describe('smmu-farm bench: bad input', () => {
     const r = run('bench', 'nope', '--tiny', '--out', mkdtempSync(join(tmpdir(), 'smmu-bench-')));
     expect(r.status).toBe(2);
     expect(r.stderr).toContain('unknown suite "nope"');
-    expect(r.stderr).toContain('walk, atomics, cache, caches, farm, invalidation, papers, all');
+    expect(r.stderr).toContain('tables, walk, atomics, cache, caches, farm, topology, invalidation, papers, all');
     expect(r.stdout).toBe('');
-  });
-
-  it.each(['tables', 'topology'])('%s is not yet implemented: exit 2 with a clear message', (suite) => {
-    const dir = mkdtempSync(join(tmpdir(), 'smmu-bench-'));
-    const r = run('bench', suite, '--tiny', '--out', dir);
-    expect(r.status).toBe(2);
-    expect(r.stderr).toContain(`suite "${suite}" is not yet implemented`);
-    expect(readdirSync(dir)).toEqual([]);
   });
 
   it('no suite, or --quick with --tiny, exits 2', () => {
@@ -377,11 +375,11 @@ describe('smmu-farm bench: bad input', () => {
     expect(both.stderr).toContain('--quick and --tiny exclude each other');
   });
 
-  it('--help lists every suite, the planned ones as not yet implemented', () => {
+  it('--help lists every suite with what it measures', () => {
     const r = run('bench', '--help');
     expect(r.status).toBe(0);
-    for (const s of ['walk', 'atomics', 'cache', 'farm', 'papers', 'all']) expect(r.stdout).toMatch(new RegExp(`^  ${s} +\\S`, 'm'));
-    for (const s of ['tables', 'topology']) expect(r.stdout).toMatch(new RegExp(`^  ${s} +not yet implemented: `, 'm'));
+    for (const s of [...Object.keys(SUITE_FILES), 'all']) expect(r.stdout).toMatch(new RegExp(`^  ${s} +\\S`, 'm'));
+    expect(r.stdout).not.toContain('not yet implemented');
   });
 });
 

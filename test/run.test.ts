@@ -211,11 +211,13 @@ describe('smmu-farm run', () => {
     expect(Object.keys(j).sort()).toEqual(
       [
         'workload', 'topology', 'caches', 'units', 'distribution', 'limit', 'tables', 'farmStartMs', 'translations', 'seconds', 'translationsPerSecond',
-        'hitRate', 'walksPerTranslation', 'descriptorReadsPerTranslation', 'faults', 'faultsByKind', 'aborts', 'invalidations', 'perUnit',
+        'hitRate', 'walksPerTranslation', 'descriptorReadsPerTranslation', 'faults', 'faultsByKind', 'aborts', 'invalidations', 'perUnit', 'interrupted', 'layers',
       ].sort(),
     );
     expect(j.translations).toBe(10000);
     expect(j.caches).toBe('none');
+    expect(j.interrupted).toBe(false);
+    expect(j.layers).toBeNull();
     expect(j.workload.source).toBe(wl);
     expect(Object.keys(j.faultsByKind)).toEqual(['translation', 'access-flag', 'permission', 'address-size', 'external']);
     expect(j.invalidations.events).toBe(1); // one batch of 10000

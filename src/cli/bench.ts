@@ -16,7 +16,7 @@
  *
  * Exit status: 0 when every suite ran and its results conform; 1 when a
  * benchmark failed or wrote results that do not conform; 2 for bad input (an
- * unknown or not yet implemented suite, conflicting options); 130 when
+ * unknown suite, conflicting options); 130 when
  * interrupted.
  */
 
@@ -28,19 +28,18 @@ import { Command } from 'commander';
 import { renderChart } from '../bench/chart.js';
 import { buildPapers } from '../bench/papers.js';
 import { validateBenchDoc, type BenchDoc, type Mode } from '../bench/schema.js';
-import { PLANNED, SUITES } from '../bench/suites.js';
+import { SUITES } from '../bench/suites.js';
 import { INTERRUPTED_STATUS, withInterrupt } from './interrupt.js';
 
-export { PLANNED, SUITES, type SuiteDef } from '../bench/suites.js';
+export { SUITES, type SuiteDef } from '../bench/suites.js';
 
 export function suitesHelp(): string {
-  const w = Math.max(...[...SUITES, ...PLANNED].map((s) => s.name.length), 3) + 2;
+  const w = Math.max(...SUITES.map((s) => s.name.length), 3) + 2;
   return [
     '',
     'Suites:',
     ...SUITES.map((s) => `  ${s.name.padEnd(w)}${s.description}`),
     `  ${'all'.padEnd(w)}every suite above, in that order (--quick: under a minute in all)`,
-    ...PLANNED.map((s) => `  ${s.name.padEnd(w)}not yet implemented: ${s.description}`),
     '',
     'Each suite writes DIR/NAME.json (schema smmu-farm-bench/1), DIR/NAME.md and DIR/NAME.svg',
     '(atomics: atomic-read.*; papers: PAPERS.md, papers.json, papers.svg). DIR defaults to results.',
@@ -120,13 +119,8 @@ export async function runBench(suite: string | undefined, opts: BenchOptions, io
     io.err(`bench: give a SUITE: one of ${known.join(', ')} (see smmu-farm bench --help)\n`);
     return 2;
   }
-  const planned = PLANNED.find((p) => p.name === suite);
-  if (planned !== undefined) {
-    io.err(`bench: suite "${suite}" is not yet implemented (${planned.description}); implemented suites: ${known.join(', ')}\n`);
-    return 2;
-  }
   if (!known.includes(suite)) {
-    io.err(`bench: unknown suite "${suite}"; suites: ${known.join(', ')} (not yet implemented: ${PLANNED.map((p) => p.name).join(', ')})\n`);
+    io.err(`bench: unknown suite "${suite}"; suites: ${known.join(', ')}\n`);
     return 2;
   }
   if (opts.quick === true && opts.tiny === true) {
