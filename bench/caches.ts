@@ -82,6 +82,15 @@ function main(): void {
       x: 'ring MiB',
       series: 'series',
     },
+    charts: [
+      {
+        name: 'tlb-size',
+        title: `Hit rate against TLB size: a ${sweepRingMiB} MiB ring through a main TLB of growing size (4-way, pseudo-LRU, no walk caches)`,
+        metric: 'TLB hit rate by TLB size',
+        x: 'TLB entries',
+        series: 'pages',
+      },
+    ],
     figures,
     machine: m,
     tableBuildMs: buildMs,

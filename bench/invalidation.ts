@@ -176,6 +176,15 @@ async function main(): Promise<void> {
       metric: 'throughput relative to no invalidation',
       x: 'policy',
     },
+    charts: [
+      {
+        name: 'kvm-rule',
+        title: "KVM's rule under stage-2 changes: TLB hit rate by change rate, combined entries (TLBIIPAS2 + TLBIVMID) vs split or IPA-tagged entries (TLBIIPAS2 alone)",
+        metric: 'TLB hit rate under stage-2 changes',
+        x: 'translations per stage-2 change',
+        series: 'strategy',
+      },
+    ],
     figures,
     machine: m,
     policies: pol,

@@ -238,6 +238,15 @@ async function main(): Promise<void> {
       x: 'topology',
       series: 'phase',
     },
+    charts: [
+      {
+        name: 'throughput',
+        title: `Translations per second by topology, ${small.rung.name} to ${large.rung.name} (the same workload over the stream IDs of one SMMU, mmu600 caches; median of ${rounds})`,
+        metric: 'translations per second',
+        x: 'topology',
+        series: 'units',
+      },
+    ],
     figures,
     machine: m,
     rows: results.map((x) => ({

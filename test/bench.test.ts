@@ -230,6 +230,21 @@ describe('smmu-farm bench all --tiny', () => {
     checkSvg(svg, docs[suite]!);
     // Drawn from the JSON alone, deterministically.
     expect(renderChart(docs[suite]!)).toBe(svg);
+    // The suite's other charts, each in its own file, checked the same way.
+    for (const c of docs[suite]!.charts ?? []) {
+      const other = readFileSync(join(dir, `${base}-${c.name}.svg`), 'utf8');
+      checkSvg(other, { ...docs[suite]!, headline: c });
+      expect(renderChart(docs[suite]!, { chart: c })).toBe(other);
+    }
+  });
+
+  it('the main curves have charts: hit rate vs TLB size, throughput vs workers and vs topology size, reads per walk per strategy', () => {
+    const chartsOf = (suite: string): string[] => [docs[suite]!.headline.metric, ...(docs[suite]!.charts ?? []).map((c) => c.metric)];
+    expect(chartsOf('caches')).toContain('TLB hit rate by TLB size');
+    expect(chartsOf('farm')).toContain('translations per second');
+    expect(chartsOf('topology')).toContain('translations per second');
+    expect(chartsOf('papers')).toContain('descriptor reads per walk');
+    expect(chartsOf('invalidation')).toContain('TLB hit rate under stage-2 changes');
   });
 
   it('PAPERS.md and papers.json carry the exact nested-walk figures beside the published ones', () => {
@@ -392,4 +407,23 @@ describe('PAPERS.md without the other suites\' results', () => {
     expect(markdown).toContain(`${join(empty, 'invalidation.json')} is missing`);
     expect(doc.config.invalidationResults).toBe('missing');
   }, 60_000);
+});
+
+describe('results schema: extra charts', () => {
+  const base = (): BenchDoc => ({
+    schema: BENCH_SCHEMA,
+    suite: 'x',
+    command: 'x',
+    config: { mode: 'tiny' },
+    machine: { cpu: 'c', cores: 1, node: 'v20.0.0', date: '2026-01-01T00:00:00Z' },
+    figures: [{ metric: 'm', unit: 'u', params: { a: 1, b: 'p' }, median: 1, min: 1, max: 1, runs: 1 }],
+    headline: { title: 't', metric: 'm', x: 'a' },
+  });
+  it('accepts named charts over existing metrics and params, and says what is wrong otherwise', () => {
+    expect(validateBenchDoc({ ...base(), charts: [{ name: 'by-b', title: 'T', metric: 'm', x: 'b' }] })).toEqual([]);
+    expect(validateBenchDoc({ ...base(), charts: [{ name: 'Bad Name', title: 'T', metric: 'm', x: 'b' }] })).toEqual(['$.charts[0].name: expected a name of lower-case letters, digits and hyphens']);
+    expect(validateBenchDoc({ ...base(), charts: [{ name: 'c', title: 'T', metric: 'nope', x: 'b' }] })).toEqual(['$.charts[0].metric: no figure has metric "nope"']);
+    expect(validateBenchDoc({ ...base(), charts: [{ name: 'c', title: 'T', metric: 'm', x: 'zz' }] })).toEqual(['$.charts[0]: a "m" figure has no param "zz" (params {"a":1,"b":"p"})']);
+    expect(validateBenchDoc({ ...base(), charts: [{ name: 'c', title: 'T', metric: 'm', x: 'a' }, { name: 'c', title: 'T', metric: 'm', x: 'b' }] })).toEqual(['$.charts[1].name: "c" is used twice']);
+  });
 });

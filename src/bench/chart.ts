@@ -8,7 +8,7 @@
  * The output is a pure function of the document: same JSON, same bytes.
  */
 
-import { figuresOf, type BenchDoc, type Figure } from './schema.js';
+import { figuresOf, type BenchDoc, type Figure, type Headline } from './schema.js';
 
 /** Okabe-Ito: distinguishable with the common colour-vision deficiencies. Black is kept for references. */
 const PALETTE = ['#0072B2', '#E69F00', '#009E73', '#D55E00', '#CC79A7', '#56B4E9', '#F0E442'];
@@ -87,11 +87,13 @@ export function niceTicks(lo: number, hi: number, target = 5): { ticks: number[]
 export interface ChartOptions {
   /** Overrides the document's headline title. */
   title?: string;
+  /** Draws this chart (one of doc.charts) instead of the headline. */
+  chart?: Headline;
 }
 
 /** The SVG text of `doc`'s headline chart. */
 export function renderChart(doc: BenchDoc, opts: ChartOptions = {}): string {
-  const h = doc.headline;
+  const h = opts.chart ?? doc.headline;
   const figs = figuresOf(doc, h.metric);
   if (figs.length === 0) throw new Error(`chart: no figure has the headline metric "${h.metric}"`);
   const unit = figs[0]!.unit;

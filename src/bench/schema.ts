@@ -12,6 +12,8 @@
  *   figures   a non-empty array of Figure (below); (metric, params) is unique
  *   headline  { title, metric, x, series? }: the chart drawn from the figures with that
  *             metric, one bar group per value of params[x], one bar per value of params[series]
+ *   charts    optional: more charts of the same form, each with a `name` ([a-z0-9-]+),
+ *             drawn beside the headline's as SUITE-NAME.svg
  *
  * A Figure is one measured number with its spread over repeated runs:
  *
@@ -68,7 +70,13 @@ export interface BenchDoc {
   machine: BenchMachine;
   figures: Figure[];
   headline: Headline;
+  charts?: NamedChart[];
   [more: string]: unknown;
+}
+
+/** A chart beyond the headline (BenchDoc.charts), written as SUITE-NAME.svg. */
+export interface NamedChart extends Headline {
+  name: string;
 }
 
 /** A figure from repeated measurements (median, min, max over `values`). */
@@ -193,24 +201,40 @@ export function validateBenchDoc(doc: unknown): string[] {
     });
   }
 
-  // headline
-  if (!isObject(doc.headline)) err('$.headline', 'expected an object { title, metric, x, series? }');
-  else {
-    const h = doc.headline;
-    if (!nonEmpty(h.title)) err('$.headline.title', 'expected a non-empty string');
-    if (!nonEmpty(h.x)) err('$.headline.x', 'expected the name of a param');
-    if (h.series !== undefined && !nonEmpty(h.series)) err('$.headline.series', 'expected the name of a param');
-    if (!nonEmpty(h.metric)) err('$.headline.metric', 'expected a metric name');
+  // headline, and the other charts
+  const checkChart = (path: string, h: unknown): void => {
+    if (!isObject(h)) {
+      err(path, 'expected an object { title, metric, x, series? }');
+      return;
+    }
+    if (!nonEmpty(h.title)) err(`${path}.title`, 'expected a non-empty string');
+    if (!nonEmpty(h.x)) err(`${path}.x`, 'expected the name of a param');
+    if (h.series !== undefined && !nonEmpty(h.series)) err(`${path}.series`, 'expected the name of a param');
+    if (!nonEmpty(h.metric)) err(`${path}.metric`, 'expected a metric name');
     else if (Array.isArray(doc.figures)) {
       const figs = metrics.get(h.metric);
-      if (figs === undefined) err('$.headline.metric', `no figure has metric "${h.metric}"`);
+      if (figs === undefined) err(`${path}.metric`, `no figure has metric "${h.metric}"`);
       else {
         for (const key of [h.x, h.series]) {
           if (typeof key !== 'string') continue;
           const missing = figs.findIndex((f) => !(key in f.params));
-          if (missing >= 0) err('$.headline', `a "${h.metric}" figure has no param "${key}" (params ${JSON.stringify(figs[missing]!.params)})`);
+          if (missing >= 0) err(path, `a "${h.metric}" figure has no param "${key}" (params ${JSON.stringify(figs[missing]!.params)})`);
         }
       }
+    }
+  };
+  checkChart('$.headline', doc.headline);
+  if (doc.charts !== undefined) {
+    if (!Array.isArray(doc.charts)) err('$.charts', 'expected an array of charts');
+    else {
+      const names = new Set<string>();
+      doc.charts.forEach((c: unknown, i: number) => {
+        checkChart(`$.charts[${i}]`, c);
+        const name = isObject(c) ? c.name : undefined;
+        if (typeof name !== 'string' || !/^[a-z0-9-]+$/.test(name)) err(`$.charts[${i}].name`, 'expected a name of lower-case letters, digits and hyphens');
+        else if (names.has(name)) err(`$.charts[${i}].name`, `"${name}" is used twice`);
+        else names.add(name);
+      });
     }
   }
   return errs;

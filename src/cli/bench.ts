@@ -218,6 +218,11 @@ export async function runBench(suite: string | undefined, opts: BenchOptions, io
     const svg = join(out, `${s.result}.svg`);
     writeFileSync(svg, renderChart(doc));
     written.push(svg);
+    for (const c of doc.charts ?? []) {
+      const file = join(out, `${s.result}-${c.name}.svg`);
+      writeFileSync(file, renderChart(doc, { chart: c }));
+      written.push(file);
+    }
     docs[s.name] = doc;
     done.push(s.name);
     io.err(`bench ${s.name}: wrote ${written.join(', ')} (${((performance.now() - started) / 1000).toFixed(1)} s)\n`);
