@@ -427,3 +427,13 @@ describe('results schema: extra charts', () => {
     expect(validateBenchDoc({ ...base(), charts: [{ name: 'c', title: 'T', metric: 'm', x: 'a' }, { name: 'c', title: 'T', metric: 'm', x: 'b' }] })).toEqual(['$.charts[1].name: "c" is used twice']);
   });
 });
+
+describe('npm scripts', () => {
+  it('npm run bench, npm run profile and npm start run what README says', () => {
+    const pkg = JSON.parse(readFileSync(fileURLToPath(new URL('../package.json', import.meta.url)), 'utf8')) as { scripts: Record<string, string> };
+    expect(pkg.scripts.bench).toBe('npm run build && node dist/src/cli/main.js bench');
+    expect(pkg.scripts.profile).toBe('npm run build && node dist/bench/profile.js');
+    expect(pkg.scripts.start).toBe('node dist/src/cli/main.js start');
+    for (const s of Object.keys(SUITE_FILES).filter((x) => x !== 'papers' && x !== 'atomics')) expect(pkg.scripts[`bench:${s}`], s).toMatch(new RegExp(`node dist/bench/${s}\\.js$`));
+  });
+});
