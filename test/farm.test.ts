@@ -123,6 +123,52 @@ describe('requests written in place (Farm.queue, translateQueued)', () => {
     }
   });
 
+  it('pipelines: the next batch is filled and submitted while the current one translates, and both are right', async () => {
+    const farm = await Farm.start({ mem: w.mem, units: 2, cache: CACHE_PRESETS.mmu600!, distribution: 'affinity', capacity: 2048 });
+    try {
+      farm.loadConfig(smmu, [0, 1, 2, 3, 4, 5, 6, 7]);
+      const res = new WalkResult();
+      const fill = (offset: number): { d: number; q: ReturnType<Farm['queue']>[]; vas: number[][] } => {
+        const q = [farm.queue(0), farm.queue(1)];
+        const vas: number[][] = [[], []];
+        for (let u = 0; u < 2; u++) {
+          for (let k = 0; k < 2000; k++) {
+            const va = w.vas[(offset + k * 2 + u) % w.vas.length]!;
+            q[u]!.sid[k] = u;
+            q[u]!.va[k] = va;
+            q[u]!.acc[k] = 0;
+            vas[u]!.push(va);
+          }
+        }
+        return { d: farm.submitQueued([2000, 2000]), q, vas };
+      };
+      let prev = fill(0);
+      for (let round = 1; round <= 6; round++) {
+        const next = fill(round * 4000); // submitted while `prev` may still be translating
+        // The slot of `prev` is not free until it has been waited for.
+        expect(() => farm.queue(0)).toThrow(/still uses these queues: waitQueued/);
+        farm.waitQueued(prev.d);
+        for (let u = 0; u < 2; u++) {
+          for (let k = 0; k < 2000; k++) {
+            expect(prev.q[u]!.status[k]).toBe(RES_OK);
+            expect(translate(w.mem, w.nested, prev.vas[u]![k]!, ACC_READ, res)).toBe(true);
+            expect(prev.q[u]!.pa[k]).toBe(res.pa);
+          }
+        }
+        prev = next;
+      }
+      farm.waitQueued(prev.d);
+      expect(() => farm.waitQueued(prev.d + 1)).toThrow(/only \d+ batches were submitted/);
+      // translate() after in-place batches: uses the next slot and waits for anything in flight.
+      const b = batch(3000, 5);
+      farm.translate(b.sids, b.vas, b.accs, 3000, b.pa, b.status);
+      for (let i = 0; i < 3000; i++) if (b.sids[i]! <= 7) expect(b.status[i]).toBe(RES_OK);
+      expect(farm.unitStats().reduce((a, x) => a + x.translations, 0)).toBe(7 * 4000 + 3000);
+    } finally {
+      await farm.close();
+    }
+  });
+
   it('is refused with the dynamic distribution', async () => {
     const farm = await Farm.start({ mem: w.mem, units: 1, cache: null, distribution: 'dynamic', capacity: 1024 });
     try {

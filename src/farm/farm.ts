@@ -48,6 +48,7 @@ import {
   S_WALKS,
   UNIT_WORDS,
   U_COUNT,
+  U_COUNT1,
   U_DONE,
   U_DOORBELL,
   U_READY,
@@ -150,6 +151,11 @@ export class Farm {
   private whereUnit = new Int32Array(0);
   private whereSlot = new Int32Array(0);
   private closed = false;
+  /** 2 when batches can overlap (affinity without stamps), else 1. */
+  private readonly slots: number;
+  /** The number of the last batch submitted, and of the last one waited for (every unit done). */
+  private submitted = 0;
+  private collected = 0;
 
   private constructor(opts: FarmOptions) {
     if (!Number.isInteger(opts.units) || opts.units < 1 || opts.units > 64) throw new FarmError(`units must be 1..64, got ${opts.units}`);
@@ -157,7 +163,9 @@ export class Farm {
     this.capacity = opts.capacity ?? 16384;
     this.distribution = opts.distribution ?? 'affinity';
     const queueCapacity = this.distribution === 'dynamic' ? this.capacity * this.units : this.capacity;
-    this.shared = createShared(this.units, queueCapacity, opts.stamped === true);
+    // Two slots where batches can overlap (affinity, no stamps): see submitQueued.
+    this.slots = this.distribution === 'affinity' && opts.stamped !== true ? 2 : 1;
+    this.shared = createShared(this.units, queueCapacity, opts.stamped === true, this.slots);
     this.ctl = new Int32Array(this.shared.control);
     this.invalidator = new FarmInvalidator(this.shared, { inject: opts.inject === 'early-sync' ? 'early-sync' : null });
     this.stats = new Float64Array(this.shared.stats);
@@ -213,6 +221,7 @@ export class Farm {
     if (this.closed) throw new FarmError('the farm is closed');
     const s = this.shared;
     if (stamps !== undefined && s.stamps === undefined) throw new FarmError('stamps were asked of a farm started without `stamped: true`');
+    this.waitQueued(this.submitted); // a batch submitted in place finishes first
     if (this.distribution === 'dynamic') {
       if (n > this.capacity * this.units) throw new FarmError(`batch of ${n} exceeds the queue capacity ${this.capacity * this.units}`);
       new Int32Array(s.reqSid[0]!).set(sids.subarray(0, n));
@@ -220,7 +229,7 @@ export class Farm {
       new Uint8Array(s.reqAcc[0]!).set(accs.subarray(0, n));
       Atomics.store(this.ctl, CTL_QUEUE_NEXT, 0);
       Atomics.store(this.ctl, CTL_QUEUE_END, n);
-      this.ring();
+      this.ring(null);
       pa.set(new Float64Array(s.resPa[0]!).subarray(0, n));
       status.set(new Int8Array(s.resStatus[0]!).subarray(0, n));
       if (stamps !== undefined) {
@@ -230,7 +239,8 @@ export class Farm {
       }
       return;
     }
-    // Affinity: stream s -> unit s mod units. Scatter, ring, gather.
+    // Affinity: stream s -> unit s mod units. Scatter into the next batch's slot, ring, gather.
+    const base = this.slotBase(this.submitted + 1);
     if (this.whereUnit.length < n) {
       this.whereUnit = new Int32Array(n);
       this.whereSlot = new Int32Array(n);
@@ -249,14 +259,13 @@ export class Farm {
       const u = sid % units;
       const k = counts[u]!++;
       if (k >= capacity) throw new FarmError(`unit ${u} would get more than ${capacity} requests in one batch`);
-      sidV[u]![k] = sid;
-      vaV[u]![k] = vas[i]!;
-      accV[u]![k] = accs[i]!;
+      sidV[u]![base + k] = sid;
+      vaV[u]![base + k] = vas[i]!;
+      accV[u]![base + k] = accs[i]!;
       whereUnit[i] = u;
-      whereSlot[i] = k;
+      whereSlot[i] = base + k;
     }
-    for (let u = 0; u < units; u++) Atomics.store(this.ctl, this.u(u, U_COUNT), counts[u]!);
-    this.ring();
+    this.ring(counts);
     const paV = this.qPa;
     const stV = this.qStatus;
     for (let i = 0; i < n; i++) {
@@ -279,52 +288,88 @@ export class Farm {
     }
   }
 
+  /** Where batch `d`'s requests start in each unit's buffers. */
+  private slotBase(d: number): number {
+    return (d % this.slots) * this.capacity;
+  }
+
   /**
-   * Unit `u`'s request and result queues, for a caller that writes its requests in place
-   * (affinity distribution): `sid`, `va`, `acc` in, `pa`, `status` out, `capacity` slots.
-   * Views into shared memory, made once; see translateQueued.
+   * Unit `u`'s request and result queues for the next batch submitted (affinity
+   * distribution), for a caller that writes its requests in place: `sid`, `va`, `acc` in,
+   * `pa`, `status` out, `capacity` slots each. Views into shared memory. Batches alternate
+   * between two slots, so take the queues again for every batch; the results of batch d stay
+   * in its queues until batch d + 2 is submitted.
    */
   queue(u: number): FarmQueue {
     if (this.distribution !== 'affinity') throw new FarmError('queue() is for the affinity distribution (dynamic has one shared queue: use translate())');
+    if (this.shared.stamps !== undefined) throw new FarmError('queue(): a stamped farm takes its requests through translate()');
     if (!Number.isInteger(u) || u < 0 || u >= this.units) throw new FarmError(`unit ${u} does not exist (units 0..${this.units - 1})`);
-    return { sid: this.qSid[u]!, va: this.qVa[u]!, acc: this.qAcc[u]!, pa: this.qPa[u]!, status: this.qStatus[u]! };
+    const next = this.submitted + 1;
+    if (next - this.slots > this.collected) throw new FarmError(`queue(): batch ${next - this.slots} still uses these queues: waitQueued(${next - this.slots}) first`);
+    const from = this.slotBase(next);
+    const to = from + this.capacity;
+    return { sid: this.qSid[u]!.subarray(from, to), va: this.qVa[u]!.subarray(from, to), acc: this.qAcc[u]!.subarray(from, to), pa: this.qPa[u]!.subarray(from, to), status: this.qStatus[u]!.subarray(from, to) };
   }
 
   /**
-   * Translates the first `counts[u]` requests already written into each unit's queue
-   * (queue(u)) and blocks until every unit is done; the results are in the same queues.
-   * The caller chooses which unit gets which request: no scatter and no gather, so the
-   * calling thread's only work per request is writing it.
+   * Starts the batch whose requests were written into each unit's queue (queue(u)):
+   * `counts[u]` requests for unit u. Returns at once with the batch's number; waitQueued
+   * waits for it. While the units translate it, the caller can fill and submit the next
+   * batch (the other slot), so that filling overlaps translating; at most two batches are in
+   * flight. The caller chooses which unit gets which request: no scatter, no gather.
    */
-  translateQueued(counts: ArrayLike<number>): void {
+  submitQueued(counts: ArrayLike<number>): number {
     if (this.closed) throw new FarmError('the farm is closed');
-    if (this.distribution !== 'affinity') throw new FarmError('translateQueued() is for the affinity distribution');
-    if (counts.length !== this.units) throw new FarmError(`translateQueued: ${counts.length} counts for ${this.units} units`);
-    if (this.shared.stamps !== undefined) throw new FarmError('translateQueued: a stamped farm takes its requests through translate()');
+    if (this.distribution !== 'affinity') throw new FarmError('submitQueued() is for the affinity distribution');
+    if (this.shared.stamps !== undefined) throw new FarmError('submitQueued: a stamped farm takes its requests through translate()');
+    if (counts.length !== this.units) throw new FarmError(`submitQueued: ${counts.length} counts for ${this.units} units`);
     for (let u = 0; u < this.units; u++) {
       const c = counts[u]!;
-      if (!Number.isInteger(c) || c < 0 || c > this.capacity) throw new FarmError(`translateQueued: unit ${u} count ${c} is outside 0..${this.capacity}`);
+      if (!Number.isInteger(c) || c < 0 || c > this.capacity) throw new FarmError(`submitQueued: unit ${u} count ${c} is outside 0..${this.capacity}`);
     }
-    for (let u = 0; u < this.units; u++) Atomics.store(this.ctl, this.u(u, U_COUNT), counts[u]!);
-    this.ring();
+    const d = this.submitted + 1;
+    if (d - this.slots > this.collected) throw new FarmError(`submitQueued: batch ${d - this.slots} is still in flight in the same slot: waitQueued(${d - this.slots}) first`);
+    return this.submit(counts);
   }
 
-  /** Rings every unit's doorbell and waits until all are done. */
-  private ring(): void {
-    const marks: number[] = [];
-    for (let u = 0; u < this.units; u++) {
-      const v = Atomics.add(this.ctl, this.u(u, U_DOORBELL), 1) + 1;
-      Atomics.notify(this.ctl, this.u(u, U_DOORBELL));
-      marks.push(v);
-    }
+  /** Waits until every unit has finished batch `d` (and every batch before it). */
+  waitQueued(d: number): void {
+    if (d <= this.collected) return;
+    if (d > this.submitted) throw new FarmError(`waitQueued(${d}): only ${this.submitted} batches were submitted`);
     for (let u = 0; u < this.units; u++) {
       const i = this.u(u, U_DONE);
       for (;;) {
-        const d = Atomics.load(this.ctl, i);
-        if (d === marks[u]) break;
-        Atomics.wait(this.ctl, i, d, 1000);
+        const done = Atomics.load(this.ctl, i);
+        if (done >= d) break;
+        Atomics.wait(this.ctl, i, done, 1000);
       }
     }
+    this.collected = d;
+  }
+
+  /** submitQueued, then waitQueued: the batch's results are in the queues it was written to. */
+  translateQueued(counts: ArrayLike<number>): void {
+    this.waitQueued(this.submitQueued(counts));
+  }
+
+  /** Rings every unit's doorbell for the next batch (its per-unit counts in `counts`, for affinity); returns its number. */
+  private submit(counts: ArrayLike<number> | null): number {
+    const d = this.submitted + 1;
+    if (counts !== null) {
+      const word = d % this.slots === 0 ? U_COUNT : U_COUNT1;
+      for (let u = 0; u < this.units; u++) Atomics.store(this.ctl, this.u(u, word), counts[u]!);
+    }
+    for (let u = 0; u < this.units; u++) {
+      Atomics.add(this.ctl, this.u(u, U_DOORBELL), 1);
+      Atomics.notify(this.ctl, this.u(u, U_DOORBELL));
+    }
+    this.submitted = d;
+    return d;
+  }
+
+  /** Runs one batch to the end: submit, then wait. */
+  private ring(counts: ArrayLike<number> | null): void {
+    this.waitQueued(this.submit(counts));
   }
 
   /** Publishes one invalidation; returns its sequence number + 1 (what a sync waits for). See FarmInvalidator. */

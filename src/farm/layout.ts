@@ -11,6 +11,7 @@
  * | config        | Float64Array | MAX_CONTEXTS context records x CTX_FIELDS (decoded regimes)          |
  * | streams       | Int32Array   | stream ID -> context record index (-1: unknown stream, aborts)       |
  * | requests      | per unit     | sid (Int32), va (Float64), acc (Uint8), pa (Float64), status (Int8)  |
+ * |               |              | in `slots` slots of `slotCapacity` (slot of batch d: d mod slots)     |
  * | stats         | Float64Array | STAT_FIELDS per unit                                                  |
  * | stamps        | optional     | only for the stress tester (src/farm/stress.ts), see `FarmStamps`     |
  *
@@ -24,9 +25,11 @@
  *   CTL_PUB_LOCK    publisher lock: invalidations may be published from several threads
  *                   (src/farm/invalidator.ts); 1 while one of them writes a ring entry
  * Per unit u (base = CTL_WORDS + u * UNIT_WORDS):
- *   U_DOORBELL  bumped by the driver to start a batch (the unit waits on it)
- *   U_DONE      set to the doorbell value when the batch is finished (the driver waits on it)
- *   U_COUNT     number of requests in the unit's own queue (affinity distribution)
+ *   U_DOORBELL  bumped by the driver to start a batch (the unit waits on it); its value is
+ *               the batch number, the same for every unit (every batch rings every unit)
+ *   U_DONE      the number of the last batch the unit finished (the driver waits on it)
+ *   U_COUNT     requests in the unit's own queue for a batch in slot 0 (affinity)
+ *   U_COUNT1    the same for slot 1 (two-slot farms)
  *   U_BUSY      1 while the unit is translating; 0 while idle
  *   U_ACKED     invalidations applied by the unit (it may hold no entry they cover)
  *   U_READY     1 once the unit has built its views and entered its loop
@@ -47,6 +50,7 @@ export const U_COUNT = 2;
 export const U_BUSY = 3;
 export const U_ACKED = 4;
 export const U_READY = 5;
+export const U_COUNT1 = 6;
 export const UNIT_WORDS = 16;
 
 /** Invalidation ring: entries and fields per entry. */
@@ -81,7 +85,14 @@ export const S_FULL_FLUSHES = 9;
 
 export interface FarmShared {
   units: number;
+  /** Requests each per-unit buffer holds: slots x slotCapacity. */
   capacity: number;
+  /**
+   * 2 for an affinity farm without stamps: batch d uses slot d mod 2, so the driver can fill
+   * the next batch while the units translate this one (Farm.submitQueued). Otherwise 1.
+   */
+  slots: number;
+  slotCapacity: number;
   control: SharedArrayBuffer;
   invalidations: SharedArrayBuffer;
   config: SharedArrayBuffer;
@@ -111,13 +122,16 @@ export interface FarmStamps {
   detail: SharedArrayBuffer[];
 }
 
-export function createShared(units: number, capacity: number, stamped = false): FarmShared {
+export function createShared(units: number, slotCapacity: number, stamped = false, slots = 1): FarmShared {
+  const capacity = slotCapacity * slots;
   const per = (bytes: number): SharedArrayBuffer[] => Array.from({ length: units }, () => new SharedArrayBuffer(bytes));
   const streams = new SharedArrayBuffer(4 * MAX_STREAMS);
   new Int32Array(streams).fill(-1);
   return {
     units,
     capacity,
+    slots,
+    slotCapacity,
     control: new SharedArrayBuffer(4 * (CTL_WORDS + units * UNIT_WORDS)),
     invalidations: new SharedArrayBuffer(8 * INV_RING * INV_FIELDS),
     config: new SharedArrayBuffer(8 * MAX_CONTEXTS * CTX_FIELDS),

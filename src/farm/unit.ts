@@ -64,6 +64,7 @@ import {
   U_ACKED,
   U_BUSY,
   U_COUNT,
+  U_COUNT1,
   U_DONE,
   U_DOORBELL,
   U_READY,
@@ -317,8 +318,8 @@ export class Unit {
     st[sb + S_ABORTS]! += aborts;
   }
 
-  /** Runs one batch (after the doorbell rang). */
-  runBatch(): void {
+  /** Runs batch number `batch` (after the doorbell rang for it). */
+  runBatch(batch: number): void {
     const s = this.init.shared;
     const u = this.init.unit;
     const t0 = performance.now();
@@ -332,15 +333,18 @@ export class Unit {
     if (stamps !== undefined) {
       this.runStamped(stamps);
     } else if (Atomics.load(this.ctl, CTL_MODE) === 0) {
-      const n = Atomics.load(this.ctl, this.base + U_COUNT);
+      // Affinity: the batch's slot of this unit's own queue.
+      const slot = batch % s.slots;
+      const from = slot * s.slotCapacity;
+      const n = Atomics.load(this.ctl, this.base + (slot === 0 ? U_COUNT : U_COUNT1));
       this.translateRange(
         new Int32Array(s.reqSid[u]!),
         new Float64Array(s.reqVa[u]!),
         new Uint8Array(s.reqAcc[u]!),
         new Float64Array(s.resPa[u]!),
         new Int8Array(s.resStatus[u]!),
-        0,
-        n,
+        from,
+        from + n,
       );
     } else {
       // Dynamic: take chunks of the shared queue (unit 0's buffers) until it is empty.
@@ -408,10 +412,13 @@ export class Unit {
         Atomics.wait(ctl, db, now, 100);
         continue;
       }
-      seen = now;
-      this.runBatch();
+      // Batches in order, one per doorbell ring: with two slots the next one may already be
+      // waiting when this one ends, and the unit goes on without sleeping.
+      const batch = seen + 1;
+      this.runBatch(batch);
+      seen = batch;
       batches++;
-      Atomics.store(ctl, done, now);
+      Atomics.store(ctl, done, batch);
       Atomics.notify(ctl, done);
     }
     return { unit: this.init.unit, batches };
