@@ -309,3 +309,22 @@ describe('smmu-farm run --layers', () => {
     expect(bad.stderr).toMatch(/--layers: expected an integer from 1000 to/);
   }, 60_000);
 });
+
+describe('runWorkload: pipelined batches (affinity) answer as batch-at-a-time ones (dynamic)', () => {
+  it('same translations, faults by kind, aborts and unmap checks for the same deterministic workload', async () => {
+    // 24 batches: the last is not an unmap batch, so it is still in flight when the loop ends.
+    const common: RunOptions = { workload: 'multi-device', count: 190_000, units: 2, batch: 8192, invalidateEvery: 5, caches: 'mmu600' };
+    const a = await runWorkload({ ...common, distribution: 'affinity' });
+    const d = await runWorkload({ ...common, distribution: 'dynamic' });
+    expect(a.translations).toBe(190_000);
+    expect(d.translations).toBe(190_000);
+    expect(a.faultsByKind).toEqual(d.faultsByKind);
+    expect(a.faultsByKind.permission).toBeGreaterThan(0); // the accelerators' instruction fetches
+    expect(a.aborts).toBe(d.aborts);
+    expect(a.invalidations.events).toBe(d.invalidations.events);
+    expect(a.invalidations.unmappedAccesses).toBe(d.invalidations.unmappedAccesses);
+    expect(a.invalidations.unmappedAccesses).toBeGreaterThan(0);
+    expect(a.invalidations.staleTranslations).toBe(0);
+    expect(d.invalidations.staleTranslations).toBe(0);
+  }, 60_000);
+});

@@ -147,9 +147,8 @@ export class Farm {
   private readonly qStatus: Int8Array[];
   /** Per unit: requests scattered to it in this batch. */
   private readonly counts: Int32Array;
-  /** Per request of the batch: its unit, and its slot in that unit's queue (grown as needed). */
-  private whereUnit = new Int32Array(0);
-  private whereSlot = new Int32Array(0);
+  /** Per slot, per request of its batch (submit): its unit, and its index in that unit's buffers (grown as needed). */
+  private readonly where: Array<{ unit: Int32Array; index: Int32Array; n: number }>;
   private closed = false;
   /** 2 when batches can overlap (affinity without stamps), else 1. */
   private readonly slots: number;
@@ -175,6 +174,7 @@ export class Farm {
     this.qPa = this.shared.resPa.map((b) => new Float64Array(b));
     this.qStatus = this.shared.resStatus.map((b) => new Int8Array(b));
     this.counts = new Int32Array(this.units);
+    this.where = Array.from({ length: this.slots }, () => ({ unit: new Int32Array(0), index: new Int32Array(0), n: 0 }));
     Atomics.store(this.ctl, CTL_MODE, this.distribution === 'dynamic' ? 1 : 0);
     this.pool = new Piscina({ filename: workerFile(), minThreads: this.units, maxThreads: this.units, concurrentTasksPerWorker: 1, idleTimeout: 60_000, atomics: 'disabled' });
     const mem = opts.mem.share();
@@ -221,7 +221,6 @@ export class Farm {
     if (this.closed) throw new FarmError('the farm is closed');
     const s = this.shared;
     if (stamps !== undefined && s.stamps === undefined) throw new FarmError('stamps were asked of a farm started without `stamped: true`');
-    this.waitQueued(this.submitted); // a batch submitted in place finishes first
     if (this.distribution === 'dynamic') {
       if (n > this.capacity * this.units) throw new FarmError(`batch of ${n} exceeds the queue capacity ${this.capacity * this.units}`);
       new Int32Array(s.reqSid[0]!).set(sids.subarray(0, n));
@@ -240,15 +239,31 @@ export class Farm {
       return;
     }
     // Affinity: stream s -> unit s mod units. Scatter into the next batch's slot, ring, gather.
-    const base = this.slotBase(this.submitted + 1);
-    if (this.whereUnit.length < n) {
-      this.whereUnit = new Int32Array(n);
-      this.whereSlot = new Int32Array(n);
+    this.collect(this.submit(sids, vas, accs, n), pa, status, stamps);
+  }
+
+  /**
+   * Affinity distribution: copies `n` requests into the units' queues for the next batch
+   * (stream s to unit s mod units) and starts it; returns at once with the batch's number.
+   * `collect` waits for it and copies its results out. Meanwhile the caller may prepare and
+   * submit the next batch (the other slot): at most two batches are in flight.
+   */
+  submit(sids: Int32Array, vas: Float64Array, accs: Uint8Array, n: number): number {
+    if (this.closed) throw new FarmError('the farm is closed');
+    if (this.distribution !== 'affinity') throw new FarmError('submit() is for the affinity distribution (dynamic: use translate())');
+    const next = this.submitted + 1;
+    if (next - this.slots > this.collected) throw new FarmError(`submit: batch ${next - this.slots} is still in flight in the same slot: collect it first`);
+    const base = this.slotBase(next);
+    const where = this.where[next % this.slots]!;
+    if (where.unit.length < n) {
+      where.unit = new Int32Array(n);
+      where.index = new Int32Array(n);
     }
+    where.n = n;
     const counts = this.counts;
     counts.fill(0);
-    const whereUnit = this.whereUnit;
-    const whereSlot = this.whereSlot;
+    const whereUnit = where.unit;
+    const whereIndex = where.index;
     const units = this.units;
     const capacity = this.capacity;
     const sidV = this.qSid;
@@ -263,24 +278,37 @@ export class Farm {
       vaV[u]![base + k] = vas[i]!;
       accV[u]![base + k] = accs[i]!;
       whereUnit[i] = u;
-      whereSlot[i] = base + k;
+      whereIndex[i] = base + k;
     }
-    this.ring(counts);
+    return this.submitBatch(counts);
+  }
+
+  /**
+   * Waits for batch `d` (from submit()) and copies its results, in request order, into `pa`
+   * and `status` (and its stamps into `stamps` for a stamped farm).
+   */
+  collect(d: number, pa: Float64Array, status: Int8Array, stamps?: TranslateStamps): void {
+    if (!(Number.isInteger(d) && d <= this.submitted && d > this.submitted - this.slots)) {
+      throw new FarmError(`collect(${d}): not one of the batches in flight (${Math.max(1, this.submitted - this.slots + 1)}..${this.submitted})`);
+    }
+    this.waitQueued(d);
+    const { unit: whereUnit, index: whereIndex, n } = this.where[d % this.slots]!;
     const paV = this.qPa;
     const stV = this.qStatus;
     for (let i = 0; i < n; i++) {
       const u = whereUnit[i]!;
-      const k = whereSlot[i]!;
+      const k = whereIndex[i]!;
       pa[i] = paV[u]![k]!;
       status[i] = stV[u]![k]!;
     }
+    const s = this.shared;
     if (stamps !== undefined) {
       const t0V = s.stamps!.start.map((b) => new Int32Array(b));
       const t1V = s.stamps!.end.map((b) => new Int32Array(b));
       const dV = s.stamps!.detail.map((b) => new Float64Array(b));
       for (let i = 0; i < n; i++) {
         const u = whereUnit[i]!;
-        const k = whereSlot[i]!;
+        const k = whereIndex[i]!;
         stamps.start[i] = t0V[u]![k]!;
         stamps.end[i] = t1V[u]![k]!;
         stamps.detail[i] = dV[u]![k]!;
@@ -329,7 +357,7 @@ export class Farm {
     }
     const d = this.submitted + 1;
     if (d - this.slots > this.collected) throw new FarmError(`submitQueued: batch ${d - this.slots} is still in flight in the same slot: waitQueued(${d - this.slots}) first`);
-    return this.submit(counts);
+    return this.submitBatch(counts);
   }
 
   /** Waits until every unit has finished batch `d` (and every batch before it). */
@@ -353,7 +381,7 @@ export class Farm {
   }
 
   /** Rings every unit's doorbell for the next batch (its per-unit counts in `counts`, for affinity); returns its number. */
-  private submit(counts: ArrayLike<number> | null): number {
+  private submitBatch(counts: ArrayLike<number> | null): number {
     const d = this.submitted + 1;
     if (counts !== null) {
       const word = d % this.slots === 0 ? U_COUNT : U_COUNT1;
@@ -369,7 +397,7 @@ export class Farm {
 
   /** Runs one batch to the end: submit, then wait. */
   private ring(counts: ArrayLike<number> | null): void {
-    this.waitQueued(this.submit(counts));
+    this.waitQueued(this.submitBatch(counts));
   }
 
   /** Publishes one invalidation; returns its sequence number + 1 (what a sync waits for). See FarmInvalidator. */

@@ -503,6 +503,25 @@ export async function runWorkload(opts: RunOptions = {}): Promise<RunReport> {
     const deadline = limit.kind === 'seconds' ? start + limit.value! * 1000 : Infinity;
     let k = 0;
     let lastYieldMs = 0;
+    // Affinity farms overlap batches: batch k+1 is generated and submitted while the units
+    // translate batch k (Farm.submit / collect). A batch with an unmap event runs alone.
+    const pipelined = distribution === 'affinity';
+    let inFlight = 0;
+    let inFlightN = 0;
+    const count = (n: number): void => {
+      for (let i = 0; i < n; i++) {
+        const s = status[i]!;
+        if (s === RES_OK) continue;
+        if (s === RES_ABORT) aborts++;
+        else faultCounts[s]!++;
+      }
+    };
+    const drain = (): void => {
+      if (inFlight === 0) return;
+      farm.collect(inFlight, pa, status);
+      count(inFlightN);
+      inFlight = 0;
+    };
     try {
       while (translations < target && performance.now() < deadline && opts.signal?.aborted !== true) {
         const got = src.fill(b);
@@ -522,6 +541,7 @@ export async function runWorkload(opts: RunOptions = {}): Promise<RunReport> {
         let page = -1;
         let leafPa = 0;
         if (every > 0 && k % every === 0) {
+          drain();
           page = Math.floor(b.va[0]! / 4096) * 4096;
           const leaf = stage1.lookup(page);
           if (leaf === null) page = -1;
@@ -530,12 +550,15 @@ export async function runWorkload(opts: RunOptions = {}): Promise<RunReport> {
             unit.driver.unmap(nested, page, 4096); // TLBIVA + TLBSYNC through the registers: the farm's invalidate + sync
           }
         }
-        farm.translate(sids, b.va, b.acc, n, pa, status);
-        for (let i = 0; i < n; i++) {
-          const s = status[i]!;
-          if (s === RES_OK) continue;
-          if (s === RES_ABORT) aborts++;
-          else faultCounts[s]!++;
+        if (pipelined && page < 0) {
+          const d = farm.submit(sids, b.va, b.acc, n);
+          drain(); // the previous batch, translated meanwhile
+          inFlight = d;
+          inFlightN = n;
+        } else {
+          drain();
+          farm.translate(sids, b.va, b.acc, n, pa, status);
+          count(n);
         }
         if (page >= 0) {
           inv.events++;
@@ -559,6 +582,7 @@ export async function runWorkload(opts: RunOptions = {}): Promise<RunReport> {
           opts.onProgress({ translations, elapsedMs, fraction });
         }
       }
+      drain();
     } finally {
       src.close?.();
     }
