@@ -20,7 +20,7 @@
 import { Bench } from 'tinybench';
 import { PhysMem } from '../src/memory/phys.js';
 import { BENCH_SCHEMA, fromSpread, type BenchDoc } from '../src/bench/schema.js';
-import { arg, benchMode, commandLine, fmt, machine, spread, writeResults, type Spread } from './lib.js';
+import { arg, benchMode, commandLine, fmt, machine, spread, publish, runMain, type Spread } from './lib.js';
 
 function leb(n: number): number[] {
   const o: number[] = [];
@@ -210,11 +210,7 @@ async function main(): Promise<void> {
     'The project reads descriptors with `wasm-atomic-scratch` (src/memory/atomic64.ts): the fastest construction that is single-copy atomic by the language\'s memory model.',
     '',
   ].join('\n');
-  writeResults('atomic-read', json, md, outDir);
-  process.stdout.write(md);
+  publish('atomic-read', json, md, outDir);
 }
 
-main().catch((e: unknown) => {
-  process.stderr.write(`bench:atomics failed: ${(e as Error).stack ?? String(e)}\n`);
-  process.exit(1);
-});
+runMain('atomics', main);

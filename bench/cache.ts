@@ -23,7 +23,7 @@ import type { Regime } from '../src/pgtable/regime.js';
 import { createBatch, createPreset } from '../src/workload/index.js';
 import { buildNested4k1g, buildNestedRegions } from '../src/workloads/nested-4k-1g.js';
 import { BENCH_SCHEMA, exact, fromSpread, type BenchDoc, type Figure } from '../src/bench/schema.js';
-import { arg, benchMode, commandLine, fmt, machine, spread, writeResults, type Spread } from './lib.js';
+import { arg, benchMode, commandLine, fmt, machine, spread, publish, runMain, type Spread } from './lib.js';
 
 const BATCH = 4096;
 
@@ -213,11 +213,7 @@ async function main(): Promise<void> {
     ),
     '',
   ].join('\n');
-  writeResults('cache', json, md, outDir);
-  process.stdout.write(md);
+  publish('cache', json, md, outDir);
 }
 
-main().catch((e: unknown) => {
-  process.stderr.write(`bench:cache failed: ${(e as Error).stack ?? String(e)}\n`);
-  process.exit(1);
-});
+runMain('cache', main);

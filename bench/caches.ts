@@ -13,7 +13,7 @@ import type { CacheConfig } from '../src/cache/caches.js';
 import { CACHE_PRESETS } from '../src/cache/presets.js';
 import { CLIFF_BUFFER, buildCliffTables, ringPoint, type CliffPage, type CliffPoint } from '../src/bench/cliff.js';
 import { BENCH_SCHEMA, exact, type BenchDoc, type Figure } from '../src/bench/schema.js';
-import { arg, benchMode, commandLine, fmt, machine, writeResults } from './lib.js';
+import { arg, benchMode, commandLine, fmt, machine, publish, runMain } from './lib.js';
 
 const MMU600 = CACHE_PRESETS.mmu600!;
 const CONFIGS: ReadonlyArray<{ label: string; config: CacheConfig }> = [
@@ -124,13 +124,7 @@ function main(): void {
     `With 4 KiB pages the ring needs ${(sweepRingMiB << 20) / 4096} entries (its pages) to stay resident; with 2 MiB pages, ${sweepRingMiB / 2}.`,
     '',
   ].join('\n');
-  writeResults('caches', json, md, outDir);
-  process.stdout.write(md);
+  publish('caches', json, md, outDir);
 }
 
-try {
-  main();
-} catch (e) {
-  process.stderr.write(`bench:caches failed: ${(e as Error).stack ?? String(e)}\n`);
-  process.exit(1);
-}
+runMain('caches', main);

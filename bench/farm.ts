@@ -26,7 +26,7 @@ import { encodeIds } from '../src/smmu/id.js';
 import { Smmu } from '../src/smmu/smmu.js';
 import { buildNested4k1g } from '../src/workloads/nested-4k-1g.js';
 import { BENCH_SCHEMA, fromSpread, measured, type BenchDoc } from '../src/bench/schema.js';
-import { arg, benchMode, commandLine, fmt, machine, spread, writeResults, type Spread } from './lib.js';
+import { arg, benchMode, commandLine, fmt, machine, spread, publish, runMain, type Spread } from './lib.js';
 
 /** Iterations/s of a pure ALU loop on `threads` threads at once (aggregate). */
 async function bareLoop(threads: number, iterations: number): Promise<number> {
@@ -312,11 +312,7 @@ async function main(): Promise<void> {
     `Cost of watching for invalidations (a busy unit polls every 32 translations) on the hit path: ${fmt(100 * watchCost, 1)}% of throughput inside the unit (median of ${rounds} rounds, against never polling within a batch).`,
     '',
   ].join('\n');
-  writeResults('farm', json, md, outDir);
-  process.stdout.write(md);
+  publish('farm', json, md, outDir);
 }
 
-main().catch((e: unknown) => {
-  process.stderr.write(`bench:farm failed: ${(e as Error).stack ?? String(e)}\n`);
-  process.exit(1);
-});
+runMain('farm', main);

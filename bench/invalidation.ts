@@ -27,7 +27,7 @@ import { encodeIds } from '../src/smmu/id.js';
 import { Smmu } from '../src/smmu/smmu.js';
 import { LAYOUT, buildWorld, measureFanOut, measurePolicies, measureStage2Rates, type Policy } from '../src/bench/invalidation.js';
 import { BENCH_SCHEMA, exact, measured, type BenchDoc, type Figure } from '../src/bench/schema.js';
-import { arg, benchMode, commandLine, fmt, machine, spread, writeResults } from './lib.js';
+import { arg, benchMode, commandLine, fmt, machine, spread, publish, runMain } from './lib.js';
 
 const VIOMMU: Record<Exclude<Policy, 'none'>, number> = { strict: 43, batched: 91, deferred: 100 };
 const VIOMMU_SOURCE = 'vIOMMU (Amit et al., USENIX ATC 2011): % of line rate (network throughput, real devices)';
@@ -286,11 +286,7 @@ async function main(): Promise<void> {
     `Wall time of this run: ${fmt((performance.now() - t0) / 1000, 1)} s.`,
     '',
   ].join('\n');
-  writeResults('invalidation', json, md, outDir);
-  process.stdout.write(md);
+  publish('invalidation', json, md, outDir);
 }
 
-main().catch((e: unknown) => {
-  process.stderr.write(`bench:invalidation failed: ${(e as Error).stack ?? String(e)}\n`);
-  process.exit(1);
-});
+runMain('invalidation', main);

@@ -25,6 +25,22 @@ export function writeResults(name: string, json: unknown, markdown: string, dir 
   writeFileSync(join(dir, `${name}.md`), markdown);
 }
 
+/** Writes DIR/NAME.json and DIR/NAME.md (writeResults) and prints the Markdown: how every benchmark program ends. */
+export function publish(name: string, json: unknown, markdown: string, dir = 'results'): void {
+  writeResults(name, json, markdown, dir);
+  process.stdout.write(markdown);
+}
+
+/** Runs a benchmark program's `main`; a failure prints `bench:LABEL failed:` with its stack and exits 1. */
+export function runMain(label: string, main: () => void | Promise<void>): void {
+  Promise.resolve()
+    .then(main)
+    .catch((e: unknown) => {
+      process.stderr.write(`bench:${label} failed: ${(e as Error).stack ?? String(e)}\n`);
+      process.exit(1);
+    });
+}
+
 /** The value after option `name` on the command line (`--rounds 5`), or `dflt`. */
 export function arg(name: string, dflt: string): string {
   const i = process.argv.indexOf(name);

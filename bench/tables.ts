@@ -20,7 +20,7 @@ import { cpus } from 'node:os';
 import { BENCH_SCHEMA, exact, measured, type BenchDoc, type Figure } from '../src/bench/schema.js';
 import { CHANGES, OWNERSHIPS, TablesWorld, changeCosts, runFarmTiming, tableMemory, throughput, timeChanges, type FarmTiming, type TimedChange } from '../src/bench/tables.js';
 import type { Ownership } from '../src/vsmmu/owners.js';
-import { arg, benchMode, commandLine, fmt, machine, spread, writeResults } from './lib.js';
+import { arg, benchMode, commandLine, fmt, machine, spread, publish, runMain } from './lib.js';
 
 async function main(): Promise<void> {
   const mode = benchMode();
@@ -245,11 +245,7 @@ async function main(): Promise<void> {
     'One SMMUv2 invalidates per context bank, not per device: the 2 devices of each VM share a bank, so more devices on one SMMU add no TLBIs. The fan-out that grows is over translation units (TBUs) and, on hardware, over SMMUs (each needs its own TLBIs and sync; not modelled here).',
     '',
   ].join('\n');
-  writeResults('tables', json, md, outDir);
-  process.stdout.write(md);
+  publish('tables', json, md, outDir);
 }
 
-main().catch((e: unknown) => {
-  process.stderr.write(`bench:tables failed: ${(e as Error).stack ?? String(e)}\n`);
-  process.exit(1);
-});
+runMain('tables', main);

@@ -54,7 +54,7 @@ import {
   type TopologyCounts,
 } from '../src/bench/topology.js';
 import type { TopologySpec } from '../src/topology/model.js';
-import { arg, benchMode, commandLine, fmt, machine, spread, writeResults } from './lib.js';
+import { arg, benchMode, commandLine, fmt, machine, spread, publish, runMain } from './lib.js';
 
 const CACHES = 'mmu600';
 const UNITS = [1, 2];
@@ -347,11 +347,7 @@ async function main(): Promise<void> {
       `The throughput workload runs on ${small.plan.streamIds} stream IDs on ${small.rung.name} and ${large.plan.streamIds} on ${large.rung.name}; with 1 unit its throughput there is ${fmt(g('translations per second (1 unit)'), 2)}x the smallest's.`,
     '',
   ].join('\n');
-  writeResults('topology', json, md, outDir);
-  process.stdout.write(md);
+  publish('topology', json, md, outDir);
 }
 
-main().catch((e: unknown) => {
-  process.stderr.write(`bench:topology failed: ${(e as Error).stack ?? String(e)}\n`);
-  process.exit(1);
-});
+runMain('topology', main);

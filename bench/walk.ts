@@ -24,7 +24,7 @@ import { ACC_READ, WalkResult } from '../src/walk/result.js';
 import { translate } from '../src/walk/walk.js';
 import { buildNested4k1g } from '../src/workloads/nested-4k-1g.js';
 import { BENCH_SCHEMA, exact, fromSpread, type BenchDoc } from '../src/bench/schema.js';
-import { arg, benchMode, commandLine, fmt, machine, modeArgs, spread, writeResults, type BenchMode, type Spread } from './lib.js';
+import { arg, benchMode, commandLine, fmt, machine, modeArgs, spread, publish, runMain, type BenchMode, type Spread } from './lib.js';
 import { BigIntAtomicsMem, PlainPairMem } from './mem-variants.js';
 
 const C_REFERENCE_NS = 74;
@@ -158,11 +158,7 @@ async function main(): Promise<void> {
     `Workload: ${atomic.pages} mapped 4 KiB pages, ${fmt(atomic.tableBytes / 2 ** 20)} MiB of tables, built in ${fmt(atomic.buildMs, 0)} ms.`,
     '',
   ].join('\n');
-  writeResults('walk', json, md, outDir);
-  process.stdout.write(md);
+  publish('walk', json, md, outDir);
 }
 
-main().catch((e: unknown) => {
-  process.stderr.write(`bench:walk failed: ${(e as Error).stack ?? String(e)}\n`);
-  process.exit(1);
-});
+runMain('walk', main);
