@@ -19,6 +19,7 @@
 import { cpus } from 'node:os';
 import { BENCH_SCHEMA, exact, measured, type BenchDoc, type Figure } from '../src/bench/schema.js';
 import { CHANGES, OWNERSHIPS, TablesWorld, changeCosts, runFarmTiming, tableMemory, throughput, timeChanges, type FarmTiming, type TimedChange } from '../src/bench/tables.js';
+import { DEFAULT_POLL_EVERY } from '../src/farm/farm.js';
 import type { Ownership } from '../src/vsmmu/owners.js';
 import { arg, benchMode, commandLine, fmt, machine, spread, publish, runMain } from './lib.js';
 
@@ -241,7 +242,7 @@ async function main(): Promise<void> {
         `Farm with ${f.units} unit${f.units === 1 ? '' : 's'}: ${f.changesAllBusy} of ${f.changes} changes started with every unit busy; ${f.invalidationsPublished} TLBIs were published to the units; the sync waited by "${f.waiting}" (a sync that only spins can keep the very unit it waits for off the core on a loaded machine).`,
     ),
     '',
-    `With the farm, every sync waits until each busy unit reaches its next poll (every 32 translations), so a change with syncs costs at least one poll interval per sync whatever the ownership: the fan-out cost is per sync, not per descriptor, and is the same for shared and private tables. On this ${cores}-core machine the farm runs ${unitCounts.map((u) => u + 2).join(' or ')} threads (the units, the thread that feeds them, and the one making the change), so a sync also waits whenever a unit has been descheduled, and these times vary a lot from run to run (see the min-max).`,
+    `With the farm, every sync waits until each busy unit reaches its next poll (every ${DEFAULT_POLL_EVERY} translations), so a change with syncs costs at least one poll interval per sync whatever the ownership: the fan-out cost is per sync, not per descriptor, and is the same for shared and private tables. On this ${cores}-core machine the farm runs ${unitCounts.map((u) => u + 2).join(' or ')} threads (the units, the thread that feeds them, and the one making the change), so a sync also waits whenever a unit has been descheduled, and these times vary a lot from run to run (see the min-max).`,
     'One SMMUv2 invalidates per context bank, not per device: the 2 devices of each VM share a bank, so more devices on one SMMU add no TLBIs. The fan-out that grows is over translation units (TBUs) and, on hardware, over SMMUs (each needs its own TLBIs and sync; not modelled here).',
     '',
   ].join('\n');
