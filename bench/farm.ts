@@ -103,17 +103,21 @@ async function main(): Promise<void> {
       const per = Math.floor(n / units);
       const counts = new Int32Array(units).fill(per);
       let inFlight = 0;
+      // The caller's requests, laid out per unit once: unit u's j-th request is address
+      // addrAt(j * units + u) of stream mine[j mod mine.length]. Addresses repeat every `period`
+      // requests, so each batch is a slice of these arrays, written with TypedArray.set (a copy).
+      const period = wl.hot > 0 ? wl.hot : w.vas.length;
+      const unitVa = wl.inPlace ? Array.from({ length: units }, (_, u) => Float64Array.from({ length: period + per }, (_, j) => addrAt(j * units + u))) : [];
+      const unitSid = wl.inPlace ? streamsOf.map((mine) => Int32Array.from({ length: per }, (_, i) => mine[i % mine.length]!)) : [];
       const fill = (): void => {
         if (wl.inPlace) {
           queues = queues.map((_, u) => farm.queue(u));
+          const off = (cursor / units) % period;
           for (let u = 0; u < units; u++) {
             const q = queues[u]!;
-            const mine = streamsOf[u]!;
-            for (let i = 0; i < per; i++) {
-              q.sid[i] = mine[i % mine.length]!;
-              q.va[i] = addrAt(cursor + i * units + u);
-              q.acc[i] = 0;
-            }
+            q.sid.set(unitSid[u]!);
+            q.va.set(unitVa[u]!.subarray(off, off + per));
+            q.acc.fill(0, 0, per);
           }
         } else {
           for (let i = 0; i < n; i++) {
