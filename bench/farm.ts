@@ -45,6 +45,11 @@ async function bareLoop(threads: number, iterations: number): Promise<number> {
   return (threads * iterations) / ((performance.now() - t0) / 1000);
 }
 
+/** One batch's request buffers (stream IDs, addresses, access codes) and result buffers, for Farm.translate. */
+function requestBuffers(n: number): { s: Int32Array; vas: Float64Array; accs: Uint8Array; pa: Float64Array; st: Int8Array } {
+  return { s: new Int32Array(n), vas: new Float64Array(n), accs: new Uint8Array(n), pa: new Float64Array(n), st: new Int8Array(n) };
+}
+
 interface Row {
   workload: string;
   units: number;
@@ -88,11 +93,7 @@ async function main(): Promise<void> {
       const farm = await Farm.start({ mem: w.mem, units, cache: wl.cache, distribution: 'affinity', capacity: batch });
       farm.loadConfig(smmu, sids);
       const n = batch;
-      const s = new Int32Array(n);
-      const vas = new Float64Array(n);
-      const accs = new Uint8Array(n);
-      const pa = new Float64Array(n);
-      const st = new Int8Array(n);
+      const { s, vas, accs, pa, st } = requestBuffers(n);
       let cursor = 0;
       const addrAt = (k: number): number => (wl.hot > 0 ? w.vas[k % wl.hot]! : w.vas[k % w.vas.length]!);
       // In place: unit u gets the requests of streams s with s mod units = u (what affinity
@@ -194,11 +195,7 @@ async function main(): Promise<void> {
     const farm = await Farm.start({ mem: w.mem, units: syncUnits, cache: null, distribution: 'affinity', capacity: batch });
     farm.loadConfig(smmu, sids);
     const n = batch;
-    const s = new Int32Array(n);
-    const vas = new Float64Array(n);
-    const accs = new Uint8Array(n);
-    const pa = new Float64Array(n);
-    const st = new Int8Array(n);
+    const { s, vas, accs, pa, st } = requestBuffers(n);
     for (let i = 0; i < n; i++) {
       s[i] = i & 15;
       vas[i] = w.vas[i % w.vas.length]!;
@@ -238,11 +235,11 @@ async function main(): Promise<void> {
   }
   {
     const n = batch;
-    const s = new Int32Array(n).map((_, i) => i & 15);
-    const vas = new Float64Array(n).map((_, i) => w.vas[i % 64]!);
-    const accs = new Uint8Array(n);
-    const pa = new Float64Array(n);
-    const st = new Int8Array(n);
+    const { s, vas, accs, pa, st } = requestBuffers(n);
+    for (let i = 0; i < n; i++) {
+      s[i] = i & 15;
+      vas[i] = w.vas[i % 64]!;
+    }
     for (const [, farm] of watchFarms) farm.translate(s, vas, accs, n, pa, st);
     for (let r = 0; r < watchRounds; r++) {
       for (const [label, farm] of r % 2 === 0 ? watchFarms : [...watchFarms].reverse()) {

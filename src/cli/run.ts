@@ -22,6 +22,7 @@ import { presetNames } from '../cache/presets.js';
 import { RUN_DEFAULTS, RunError, runWorkload, type RunOptions, type RunProgress, type RunReport } from '../run/run.js';
 import { PRESET_NAMES as TOPOLOGY_PRESET_NAMES } from '../topology/presets.js';
 import { workloadPresetNames } from '../workload/index.js';
+import { bytes, hex, int, pct, progressBar, rate, table } from './format.js';
 import { INTERRUPTED_STATUS, withInterrupt } from './interrupt.js';
 
 export interface RunCliOptions {
@@ -102,28 +103,6 @@ export function toRunOptions(o: RunCliOptions): RunOptions {
 
 /** Requests timed by a bare --layers. */
 export const LAYERS_DEFAULT = 1 << 18;
-
-const int = (n: number): string => Math.round(n).toLocaleString('en-US');
-const pct = (x: number): string => `${(100 * x).toFixed(1)}%`;
-const hex = (n: number): string => `0x${n.toString(16)}`;
-
-function rate(n: number): string {
-  if (n >= 1e6) return `${(n / 1e6).toFixed(2)} M`;
-  if (n >= 1e3) return `${(n / 1e3).toFixed(1)} k`;
-  return n.toFixed(0);
-}
-
-function bytes(n: number): string {
-  if (n >= 2 ** 30) return `${(n / 2 ** 30).toFixed(2)} GiB`;
-  if (n >= 2 ** 20) return `${(n / 2 ** 20).toFixed(1)} MiB`;
-  return `${(n / 1024).toFixed(0)} KiB`;
-}
-
-function table(head: string[], rows: string[][]): string[] {
-  const w = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
-  const line = (cells: string[]): string => `| ${cells.map((c, i) => (i === 0 ? c.padEnd(w[i]!) : c.padStart(w[i]!))).join(' | ')} |`;
-  return [line(head), `|${w.map((x, i) => (i === 0 ? '-'.repeat(x + 2) : '-'.repeat(x + 1) + ':')).join('|')}|`, ...rows.map(line)];
-}
 
 /** The readable report. */
 export function formatReport(r: RunReport): string[] {
@@ -209,9 +188,7 @@ export async function runCommand(o: RunCliOptions, io: RunIo = defaultIo(o.json 
         const now = performance.now();
         if (now - last < 100 && p.fraction !== 1) return;
         last = now;
-        const f = p.fraction ?? 0;
-        const bar = '#'.repeat(Math.round(f * 30)).padEnd(30, '.');
-        show(`[${bar}] ${(100 * f).toFixed(0).padStart(3)}%  ${int(p.translations)} translations, ${rate(p.translations / Math.max(p.elapsedMs / 1000, 1e-9))}/s`);
+        show(`${progressBar(p.fraction ?? 0)}  ${int(p.translations)} translations, ${rate(p.translations / Math.max(p.elapsedMs / 1000, 1e-9))}/s`);
       };
     }
     try {

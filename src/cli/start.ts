@@ -30,6 +30,7 @@ import { machine } from '../bench/machine.js';
 import { BENCH_SCHEMA, validateBenchDoc, type BenchDoc, type Figure } from '../bench/schema.js';
 import { RunError, runWorkload, type RunReport } from '../run/run.js';
 import { presetConfig, type RingConfig, type StorageConfig, type WorkloadConfig, type ZipfConfig } from '../workload/index.js';
+import { int, pct, progressBar, rate, table } from './format.js';
 import { INTERRUPTED_STATUS, withInterrupt } from './interrupt.js';
 
 export const START_DEFAULTS = { seconds: 60, topology: 'server', caches: 'mmu600', invalidateEvery: 16, seed: 1 };
@@ -67,16 +68,6 @@ interface Phase {
   caches: string;
   units: number;
   share: number;
-}
-
-const int = (n: number): string => Math.round(n).toLocaleString('en-US');
-const rate = (n: number): string => (n >= 1e6 ? `${(n / 1e6).toFixed(2)} M` : n >= 1e3 ? `${(n / 1e3).toFixed(1)} k` : n.toFixed(0));
-const pct = (x: number): string => `${(100 * x).toFixed(1)}%`;
-
-function table(head: string[], rows: string[][]): string[] {
-  const w = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
-  const line = (cells: string[]): string => `| ${cells.map((c, i) => (i === 0 ? c.padEnd(w[i]!) : c.padStart(w[i]!))).join(' | ')} |`;
-  return [line(head), `|${w.map((x, i) => (i === 0 ? '-'.repeat(x + 2) : '-'.repeat(x + 1) + ':')).join('|')}|`, ...rows.map(line)];
 }
 
 export async function startCommand(o: StartOptions, signal?: AbortSignal): Promise<number> {
@@ -131,9 +122,8 @@ export async function startCommand(o: StartOptions, signal?: AbortSignal): Promi
               const now = performance.now();
               if (now - lastDraw < 100) return;
               lastDraw = now;
-              const f = Math.min(1, doneShare + phase.share * (p.fraction ?? 0));
-              const bar = '#'.repeat(Math.round(f * 30)).padEnd(30, '.');
-              process.stderr.write(`\r\x1b[2K[${bar}] ${(100 * f).toFixed(0).padStart(3)}%  ${i + 1}/${phases.length} ${phase.label}: ${rate(p.translations / Math.max(p.elapsedMs / 1000, 1e-9))} translations/s`);
+              const f = doneShare + phase.share * (p.fraction ?? 0);
+              process.stderr.write(`\r\x1b[2K${progressBar(f)}  ${i + 1}/${phases.length} ${phase.label}: ${rate(p.translations / Math.max(p.elapsedMs / 1000, 1e-9))} translations/s`);
             }
           : undefined,
       });

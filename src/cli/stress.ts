@@ -14,6 +14,7 @@ import { availableParallelism } from 'node:os';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { INJECT_MODES, isInjectMode } from '../farm/inject.js';
 import { StressError, VIOLATION_KINDS, runStress, type StressOptions, type StressReport } from '../farm/stress.js';
+import { int as num } from './format.js';
 
 export interface StressCliOptions {
   seconds: number;
@@ -45,7 +46,6 @@ const int = (what: string) => (v: string): number => {
   return n;
 };
 
-const num = (n: number): string => Math.round(n).toLocaleString('en-US');
 const us = (n: number): string => `${n.toLocaleString('en-US', { maximumFractionDigits: 1, minimumFractionDigits: 1 })} µs`;
 
 /** The report as text lines. */
