@@ -212,13 +212,15 @@ describe('smmu-farm bench all --tiny', () => {
     // papers: the IOTLB cliff row, computed, not copied: 50% past the 8 MiB reach with 4 KiB pages, none with 2 MiB.
     const cliff = (pages: string, mib: number): number => figure(docs.papers!, 'ring TLB hit rate (IOTLB cliff)', { pages, 'ring MiB': mib, preset: 'mmu600' }).median;
     expect([cliff('4K', 8), cliff('4K', 16), cliff('2M', 64)]).toEqual([100, 50, 100]);
-    // farm: 1 and N units for both workloads, each through translate() and written in place; atomics: 7 constructions x 2 patterns.
+    // farm: 1 and N units for both workloads, each through translate() and written in place, and
+    // hit-dominated with resident requests; atomics: 7 constructions x 2 patterns.
     const units = docs.farm!.config.units as number[];
     expect(units[0]).toBe(1);
-    expect(figuresOf(docs.farm!, 'translations per second').map((f) => f.params.units)).toEqual([...units, ...units, ...units, ...units]);
+    expect(figuresOf(docs.farm!, 'translations per second').map((f) => f.params.units)).toEqual([...units, ...units, ...units, ...units, ...units]);
     expect([...new Set(figuresOf(docs.farm!, 'translations per second').map((f) => f.params.workload))]).toEqual([
       'hit-dominated (64 hot pages, mmu600)',
       'hit-dominated, written in place',
+      'hit-dominated, requests resident',
       'walk-dominated (nested-4k-1g, no caches)',
       'walk-dominated, written in place',
     ]);
