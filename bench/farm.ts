@@ -52,6 +52,48 @@ function requestBuffers(n: number): { s: Int32Array; vas: Float64Array; accs: Ui
   return { s: new Int32Array(n), vas: new Float64Array(n), accs: new Uint8Array(n), pa: new Float64Array(n), st: new Int8Array(n) };
 }
 
+/**
+ * Runs `rounds` timed rounds (after one untimed) of `batches` batches written in place and
+ * pipelined: unit u's requests of each batch are unitSid[u] and a `batch`-long slice of
+ * unitVa[u], starting at (batch number x batch) mod period. Returns translations/s and walks
+ * per translation, per round.
+ */
+function inPlaceRounds(farm: Farm, unitSid: Int32Array[], unitVa: Float64Array[], period: number, batch: number, rounds: number, batches: number): { tps: number[]; walks: number[] } {
+  const units = farm.units;
+  const counts = new Int32Array(units).fill(batch);
+  let b = 0;
+  let inFlight = 0;
+  const one = (): void => {
+    const off = (b * batch) % period;
+    for (let u = 0; u < units; u++) {
+      const q = farm.queue(u);
+      q.sid.set(unitSid[u]!);
+      q.va.set(unitVa[u]!.subarray(off, off + batch));
+      q.acc.fill(0, 0, batch);
+    }
+    b++;
+    const d = farm.submitQueued(counts);
+    if (inFlight > 0) farm.waitQueued(inFlight);
+    inFlight = d;
+  };
+  const total = (k: 'walks' | 'translations'): number => farm.unitStats().reduce((a, x) => a + x[k], 0);
+  const tps: number[] = [];
+  const walks: number[] = [];
+  for (let r = -1; r < rounds; r++) {
+    const w0 = total('walks');
+    const t0n = total('translations');
+    const t0 = performance.now();
+    for (let k = 0; k < batches; k++) one();
+    farm.waitQueued(inFlight);
+    inFlight = 0;
+    const wall = performance.now() - t0;
+    if (r < 0) continue; // warm-up
+    tps.push((batches * batch * units) / (wall / 1000));
+    walks.push((total('walks') - w0) / (total('translations') - t0n));
+  }
+  return { tps, walks };
+}
+
 interface Row {
   workload: string;
   units: number;
@@ -266,6 +308,39 @@ async function main(): Promise<void> {
   }
   const watchCost = 1 - spread(watch.poll).median / spread(watch.never).median;
 
+  // ---- A shared TLB (mmu600-shared: one 2048-entry main TLB in shared memory for all units)
+  // against private main TLBs (mmu600), maxUnits units, requests written in place. Unit u
+  // translates stream u. Two workloads: the 64-page hot set (what a shared lookup costs when
+  // the micro-TLBs miss), and a working set that moves: every batch, each unit translates
+  // `batch` requests over the same window of `win` pages, each unit in its own random order,
+  // and the next batch moves to the next window (16 windows in turn, far more pages than
+  // the TLBs hold). With private TLBs every unit walks every page of a window; with a shared
+  // one, mostly only the first unit to touch it.
+  const sharedRows: Array<{ workload: string; preset: string; translationsPerSec: Spread; walksPerTranslation: Spread }> = [];
+  const win = Math.min(1024, w.vas.length >> 4);
+  for (const sw of [
+    { name: 'hot set (64 pages)', moving: false },
+    { name: `working set of ${win} pages, moving every batch`, moving: true },
+  ]) {
+    const period = sw.moving ? 16 * batch : 64;
+    // Unit u's k-th request: window floor(k / batch), page (k x a_u + u) mod win in it (a_u odd, so each unit has its own order).
+    const at = (u: number, k: number): number =>
+      sw.moving ? w.vas[((Math.floor(k / batch) % 16) * win + ((k * (2 * u + 769) + u * 97) % win)) % w.vas.length]! : w.vas[k % 64]!;
+    const unitVa = Array.from({ length: maxUnits }, (_, u) => Float64Array.from({ length: period + batch }, (_, k) => at(u, k % period)));
+    const unitSid = Array.from({ length: maxUnits }, (_, u) => new Int32Array(batch).fill(u));
+    for (const preset of ['mmu600', 'mmu600-shared']) {
+      const farm = await Farm.start({ mem: w.mem, units: maxUnits, cache: CACHE_PRESETS[preset]!, distribution: 'affinity', capacity: batch });
+      farm.loadConfig(smmu, sids);
+      const r = inPlaceRounds(farm, unitSid, unitVa, period, batch, rounds, batches);
+      const bad = Array.from({ length: maxUnits }, (_, u) => farm.queue(u).status.subarray(0, batch)).reduce((a, st) => a + st.filter((x) => x !== 0).length, 0);
+      await farm.close();
+      if (bad > 0) throw new Error(`shared TLB rows, ${sw.name}, ${preset}: ${bad} translations did not succeed`);
+      const t = spread(r.tps);
+      sharedRows.push({ workload: sw.name, preset, translationsPerSec: t, walksPerTranslation: spread(r.walks) });
+      process.stderr.write(`bench:farm: ${sw.name}, ${preset}, ${maxUnits} units: ${fmt(t.median / 1e6, 2)} M/s, ${fmt(spread(r.walks).median, 3)} walks per translation\n`);
+    }
+  }
+
   const loopIter = tiny ? 1e7 : quick ? 5e7 : 2e8;
   const bare1 = await bareLoop(1, loopIter);
   const bareN = await bareLoop(maxUnits, loopIter);
@@ -285,6 +360,10 @@ async function main(): Promise<void> {
     figures.push(measured('TLBI + sync round trip p99', 'us', { strategy: r.strategy, units: syncUnits }, [r.p99]));
   }
   figures.push(measured('cost of watching for invalidations', '%', { pollEvery: DEFAULT_POLL_EVERY }, [100 * watchCost]));
+  for (const r of sharedRows) {
+    figures.push(fromSpread('shared TLB: translations per second', 'translations/s', { workload: r.workload, preset: r.preset, units: maxUnits }, r.translationsPerSec));
+    figures.push(fromSpread('shared TLB: walks per translation', 'walks', { workload: r.workload, preset: r.preset, units: maxUnits }, r.walksPerTranslation));
+  }
   const json: BenchDoc = {
     schema: BENCH_SCHEMA,
     suite: 'farm',
@@ -302,6 +381,7 @@ async function main(): Promise<void> {
     syncRoundTripUs: syncRows,
     waitAsyncSettles,
     watchCost,
+    sharedTlb: sharedRows,
   };
   const md = [
     '# Farm benchmark',
@@ -333,6 +413,14 @@ async function main(): Promise<void> {
       : `Atomics.waitAsync: its promise did not settle within 500 ms on Node ${process.version}, so it was not measured.`,
     '',
     `Cost of watching for invalidations (a busy unit polls every ${DEFAULT_POLL_EVERY} translations) on the hit path: ${fmt(100 * watchCost, 1)}% of throughput inside the unit (median of ${watchRounds} rounds, alternated with a farm that never polls within a batch).`,
+    '',
+    `## A shared TLB against private ones (${maxUnits} units, requests written in place; unit u translates stream u)`,
+    '',
+    '`mmu600`: each unit has its own 2048-entry main TLB. `mmu600-shared`: one 2048-entry main TLB in shared memory for all units (micro-TLBs and walk caches stay private).',
+    '',
+    '| workload | caches | translations/s | min-max | walks per translation |',
+    '|---|---|---:|---:|---:|',
+    ...sharedRows.map((r) => `| ${r.workload} | ${r.preset} | ${fmt(r.translationsPerSec.median / 1e6, 2)} M | ${fmt(r.translationsPerSec.min / 1e6, 2)}-${fmt(r.translationsPerSec.max / 1e6, 2)} M | ${fmt(r.walksPerTranslation.median, 3)} |`),
     '',
   ].join('\n');
   publish('farm', json, md, outDir);

@@ -49,6 +49,8 @@ describe('the farm agrees with the single-threaded walker', () => {
     [2, 'dynamic', null],
     [2, 'affinity', 'mmu600'],
     [3, 'dynamic', 'mmu500'],
+    [2, 'affinity', 'mmu600-shared'],
+    [3, 'dynamic', 'mmu600-shared'],
   ];
   for (const [units, distribution, preset] of configs) {
     it(`${units} unit(s), ${distribution}, caches ${preset ?? 'none'}`, async () => {
@@ -226,5 +228,69 @@ describe('invalidation', () => {
     const b = batch(16);
     farm.translate(b.sids, b.vas, b.accs, 16, b.pa, b.status);
     expect(farm.unitStats().some((s) => s.fullFlushes >= 1)).toBe(true);
+  });
+});
+
+describe('a shared TLB (mmu600-shared): one TLB in shared memory for every unit', () => {
+  /** Unit 1's walks and hits when unit 0 has first translated the same pages (streams 0 and 1 share the nested bank). */
+  async function secondUnit(preset: string): Promise<{ walks: number; hits: number; translations: number; pages: number }> {
+    const farm = await Farm.start({ mem: w.mem, units: 2, cache: CACHE_PRESETS[preset]!, distribution: 'affinity', capacity: 4096 });
+    try {
+      farm.loadConfig(smmu, [0, 1, 2, 3, 4, 5, 6, 7]);
+      const n = 256; // addresses on fewer pages than the shared TLB holds
+      const b = batch(n);
+      for (let i = 0; i < n; i++) b.vas[i] = w.vas[i * 7]!;
+      const pages = new Set([...b.vas].map((v) => Math.floor(v / 4096))).size;
+      b.sids.fill(0); // stream 0: unit 0
+      farm.translate(b.sids, b.vas, b.accs, n, b.pa, b.status);
+      expect([...b.status].every((x) => x === RES_OK)).toBe(true);
+      const pa0 = Float64Array.from(b.pa);
+      const before = farm.unitStats()[1]!;
+      b.sids.fill(1); // stream 1: unit 1, the same pages
+      farm.translate(b.sids, b.vas, b.accs, n, b.pa, b.status);
+      expect([...b.status].every((x) => x === RES_OK)).toBe(true);
+      expect([...b.pa]).toEqual([...pa0]);
+      const after = farm.unitStats()[1]!;
+      return { walks: after.walks - before.walks, hits: after.hits - before.hits, translations: after.translations - before.translations, pages };
+    } finally {
+      await farm.close();
+    }
+  }
+
+  it('pages one unit walked are hits for another unit, where private TLBs make it walk them again', async () => {
+    const shared = await secondUnit('mmu600-shared');
+    expect(shared).toMatchObject({ walks: 0, hits: 256, translations: 256 });
+    const priv = await secondUnit('mmu600');
+    expect(priv.pages).toBeGreaterThan(200);
+    expect(priv.walks).toBe(priv.pages); // one walk per page, the rest hit its own TLB
+  });
+
+  it('an invalidation and sync remove a shared entry for every unit, busy or idle', async () => {
+    const farm = await Farm.start({ mem: w.mem, units: 2, cache: CACHE_PRESETS['mmu600-shared']!, distribution: 'affinity', capacity: 4096 });
+    try {
+      farm.loadConfig(smmu, [0, 1, 2, 3, 4, 5, 6, 7]);
+      const va = w.vas[11]!;
+      const page = va - (va % 4096);
+      const n = 64;
+      const b = batch(n);
+      b.vas.fill(va);
+      for (let i = 0; i < n; i++) b.sids[i] = i & 7; // both units
+      farm.translate(b.sids, b.vas, b.accs, n, b.pa, b.status);
+      farm.translate(b.sids, b.vas, b.accs, n, b.pa, b.status);
+      expect([...b.status].every((x) => x === RES_OK)).toBe(true);
+      const leaf = w.stage1.lookup(page)!;
+      expect(w.stage1.unmap(page, 4096)).toBe(4096);
+      farm.invalidate({ kind: 'va', vmid: w.nested.vmid, asid: w.nested.asid, allAsids: false, va: page, leaf: true });
+      farm.sync();
+      farm.translate(b.sids, b.vas, b.accs, n, b.pa, b.status);
+      expect([...b.status].every((x) => x === FAULT_TRANSLATION)).toBe(true);
+      w.stage1.map(page, leaf.pa, 4096, PROT_READ | PROT_WRITE);
+      farm.invalidate({ kind: 'va', vmid: w.nested.vmid, asid: w.nested.asid, allAsids: false, va: page, leaf: true });
+      farm.sync();
+      farm.translate(b.sids, b.vas, b.accs, n, b.pa, b.status);
+      expect([...b.status].every((x) => x === RES_OK)).toBe(true);
+    } finally {
+      await farm.close();
+    }
   });
 });

@@ -9,12 +9,16 @@
  */
 
 import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { INJECT_MODES, type InjectMode } from '../src/farm/inject.js';
 import { runStress } from '../src/farm/stress.js';
 
 const CLI = fileURLToPath(new URL('../dist/src/cli/main.js', import.meta.url));
+const RECORD = fileURLToPath(new URL('../dist/bench/stress.js', import.meta.url));
 
 describe('stress: the correct protocol is clean', () => {
   it('2 units, affinity, mmu600: no violation, and every kind of change happened', async () => {
@@ -40,6 +44,14 @@ describe('stress: the correct protocol is clean', () => {
     expect(r.changes).toBeGreaterThan(200);
     expect(r.translations).toBeGreaterThan(50_000);
   });
+
+  it('2 units sharing one TLB in shared memory (mmu600-shared): no violation', async () => {
+    const r = await runStress({ seconds: 2, workers: 2, mutators: 1, seed: 13, caches: 'mmu600-shared' });
+    expect(r.violations).toBe(0);
+    expect(r.changes).toBeGreaterThan(200);
+    expect(r.translations).toBeGreaterThan(50_000);
+    expect(r.hitRate).toBeGreaterThan(0);
+  });
 });
 
 describe('stress: every injected bug is caught', () => {
@@ -57,6 +69,11 @@ describe('stress: every injected bug is caught', () => {
       expect(r.examples[0]!.kind).toBe(expected[inject]);
     });
   }
+
+  it('--inject late-fill with 2 units on a shared TLB (mmu600-shared)', async () => {
+    const r = await runStress({ seconds: 20, workers: 2, seed: 22, caches: 'mmu600-shared', inject: 'late-fill', stopOnViolation: true });
+    expect(r.violationsByKind.stale).toBeGreaterThan(0);
+  });
 });
 
 describe('smmu-farm stress (CLI)', () => {
@@ -129,5 +146,24 @@ describe('stress --topology: the traffic comes from a topology\'s DMA devices', 
     expect(r.status).toBe(0);
     expect(r.stdout).toMatch(/^topology +server \(preset:server\), smmu0: \d+ DMA devices: /m);
     expect(r.stdout).toMatch(/^violations +0 /m);
+  });
+});
+
+describe('npm run bench:stress (a recorded stress run)', () => {
+  it('writes NAME.json (the stress report, the command, the machine) and NAME.md, and refuses a bad name', () => {
+    const out = mkdtempSync(join(tmpdir(), 'stress-record-'));
+    const r = spawnSync(process.execPath, [RECORD, '--seconds', '1', '--workers', '1', '--name', 'short', '--out', out], { encoding: 'utf8' });
+    expect(r.status, r.stderr).toBe(0);
+    const doc = JSON.parse(readFileSync(join(out, 'short.json'), 'utf8')) as Record<string, unknown>;
+    expect(doc.command).toBe(`npm run bench:stress -- --seconds 1 --workers 1 --name short --out ${out}`);
+    expect(doc).toMatchObject({ benchmark: 'stress', violations: 0, workers: 1, seconds: 1, caches: 'mmu600' });
+    expect(doc.translations as number).toBeGreaterThan(0);
+    expect(typeof (doc.machine as { cpu: string }).cpu).toBe('string');
+    const md = readFileSync(join(out, 'short.md'), 'utf8');
+    expect(md).toContain(`| translations | ${(doc.translations as number).toLocaleString('en-US')} (`);
+    expect(md).toContain('| violations | **0** (stale 0, future 0, torn 0) |');
+    const bad = spawnSync(process.execPath, [RECORD, '--seconds', '1', '--name', '../x'], { encoding: 'utf8' });
+    expect(bad.status).toBe(1);
+    expect(bad.stderr).toContain('--name must be letters, digits and dashes, got "../x"');
   });
 });

@@ -8,8 +8,11 @@
  * - split (`s1` + `s2`): a stage-1 TLB (VA -> IPA, sized by the stage-1 leaf)
  *   and a separate stage-2 cache (IPA -> PA, per VMID), as MMU-500 has.
  * - hierarchy (`micro` + `main`): a small per-stream micro-TLB in front of the
- *   shared main TLB (TBU / TCU).
- * The pieces combine: any subset of micro, main, s1, s2.
+ *   main TLB (TBU / TCU).
+ * - `shared`: a combined TLB in shared memory (src/cache/shared-tlb.ts), one
+ *   for every thread of a farm, as a TCU TLB serves all TBUs. It is looked up
+ *   after the private micro and main TLBs, and a hit there fills them.
+ * The pieces combine: any subset of micro, main, shared, s1, s2.
  *
  * Invalidations are exact per structure (see `invalidate`). An IPA
  * invalidation (TLBIIPAS2/L) removes stage-2 entries; whether it also removes
@@ -29,7 +32,8 @@ import type { Regime } from '../pgtable/regime.js';
 import { ACC_EXEC, ACC_KIND_MASK, ACC_UNPRIV, ACC_WRITE, PERM_PR, PERM_PW, PERM_PX, type WalkResult } from '../walk/result.js';
 import { translate, walkStage2 } from '../walk/walk.js';
 import type { InvalidationScope, TranslationCache } from './interface.js';
-import { ANY_CB, GLOBAL, Tlb, type TlbGeometry, type TlbStats } from './tlb.js';
+import { createSharedTlbStorage, SharedTlb, type SharedTlbStorage } from './shared-tlb.js';
+import { ANY_CB, GLOBAL, Tlb, TlbError, type TlbGeometry, type TlbStats } from './tlb.js';
 import { WalkCaches, type WalkCacheConfig } from './walk-caches.js';
 
 /** What an entry was made from (kept in Tlb.aux). */
@@ -44,6 +48,12 @@ export interface CacheConfig {
   main?: TlbGeometry;
   /** Per-stream micro-TLB in front of the other structures (combined entries). */
   micro?: TlbGeometry;
+  /**
+   * A combined TLB in shared memory, behind micro and main: one for all the threads of a farm
+   * (each unit's TranslationCaches gets the same storage), like a TCU TLB behind TBUs.
+   * Replacement must be 'fifo' (src/cache/shared-tlb.ts).
+   */
+  shared?: TlbGeometry;
   /** Split: stage-1 TLB (VA -> IPA) ... */
   s1?: TlbGeometry;
   /** ... and stage-2 cache (IPA -> PA). */
@@ -75,6 +85,8 @@ export class TranslationCaches implements TranslationCache {
   readonly s1: Tlb | null;
   readonly s2: Tlb | null;
   readonly walk: WalkCaches | null;
+  /** This thread's view of the shared TLB, or null. */
+  readonly shared: SharedTlb | null;
   private readonly micro = new Map<number, Tlb>();
   readonly stats: CacheStats = { translations: 0, hits: 0, walks: 0, descriptorReads: 0 };
   /** Bumped by every invalidation; fills from walks that began before the bump are dropped. */
@@ -87,16 +99,37 @@ export class TranslationCaches implements TranslationCache {
   /**
    * The epoch rule above. Only the stress tester's `late-fill` injection (src/farm/inject.ts)
    * turns it off, to show that its checker catches a walk filling after an invalidation. It is
-   * read only when a fill finds the epoch changed, so it costs nothing otherwise.
+   * read only when a fill finds the epoch changed, so it costs nothing otherwise. Setting it
+   * sets the shared TLB's generation rule (SharedTlb.enforceGeneration) too.
    */
-  enforceEpoch = true;
+  get enforceEpoch(): boolean {
+    return this.enforce;
+  }
+  set enforceEpoch(on: boolean) {
+    this.enforce = on;
+    if (this.shared !== null) this.shared.enforceGeneration = on;
+  }
+  private enforce = true;
   private readonly conservativeIpa: boolean;
 
-  constructor(config: CacheConfig) {
+  /**
+   * `sharedTlb`: the storage of the shared TLB when `config.shared` is set and several threads
+   * share it (a farm makes it once, src/farm/farm.ts); without it this instance makes its own.
+   */
+  constructor(config: CacheConfig, opts: { sharedTlb?: SharedTlbStorage } = {}) {
     this.config = config;
-    if (config.micro !== undefined && config.main === undefined && config.s1 === undefined) {
-      throw new Error(`cache configuration ${config.name}: a micro-TLB needs a main or stage-1 TLB behind it`);
+    if (config.micro !== undefined && config.main === undefined && config.s1 === undefined && config.shared === undefined) {
+      throw new Error(`cache configuration ${config.name}: a micro-TLB needs a main, shared or stage-1 TLB behind it`);
     }
+    if (config.shared !== undefined) {
+      const st = opts.sharedTlb ?? createSharedTlbStorage(config.shared);
+      if (st.sets * st.ways !== config.shared.entries || st.ways !== config.shared.ways) {
+        throw new TlbError(`cache configuration ${config.name}: the shared TLB's storage has ${st.sets * st.ways} entries, ${st.ways}-way; the configuration says ${config.shared.entries}, ${config.shared.ways}-way`);
+      }
+      this.shared = new SharedTlb(st);
+    } else if (opts.sharedTlb !== undefined) {
+      throw new TlbError(`cache configuration ${config.name} has no shared TLB, but a shared TLB storage was given`);
+    } else this.shared = null;
     this.main = config.main ? new Tlb(config.main) : null;
     this.s1 = config.s1 ? new Tlb(config.s1) : null;
     this.s2 = config.s2 ? new Tlb(config.s2) : null;
@@ -125,6 +158,7 @@ export class TranslationCaches implements TranslationCache {
       out.micro = sum;
     }
     add('main', this.main);
+    if (this.shared !== null) out.shared = { ...this.shared.stats };
     add('s1', this.s1);
     add('s2', this.s2);
     if (this.walk !== null) Object.assign(out, this.walk.stats());
@@ -158,8 +192,19 @@ export class TranslationCaches implements TranslationCache {
         return this.hit(res, pa, m.perm[slot]!, m.size[slot]!);
       }
     }
+    const sh = this.shared;
+    if (sh !== null && sh.lookup(cb, vmid, asid, va) && (sh.hitPerm & need) !== 0) {
+      // A hit in the shared TLB, copied out of shared memory: it fills the private TLBs.
+      const pa = sh.hitOutput(va);
+      const ipa = sh.hitIpaOf(va);
+      if (this.main !== null) this.main.fill(cb, vmid, sh.hitAsid, va, sh.hitSize, pa, ipa, sh.hitPerm, sh.hitAux);
+      if (micro !== null) micro.fill(cb, vmid, sh.hitAsid, va, sh.hitSize, pa, ipa, sh.hitPerm, sh.hitAux);
+      return this.hit(res, pa, sh.hitPerm, sh.hitSize);
+    }
 
     const epoch = this.epoch;
+    // The shared TLB's invalidation generation, read before any walk (see SharedTlb.fill).
+    const sharedGen = sh !== null ? sh.generation() : 0;
     const walk = this.walk;
     if (walk !== null) walk.walkEpoch = walk.epoch;
     // 2. Split: a stage-1 hit gives the IPA; the stage-2 cache (or a stage-2 walk) the PA.
@@ -175,7 +220,7 @@ export class TranslationCaches implements TranslationCache {
           const pa = res.pa;
           const perm = s1perm & res.perm;
           const size = Math.min(s1size, res.sizeShift);
-          this.fillCombined(micro, cb, vmid, asid, va, size, pa, ipa, perm, KIND_NESTED, epoch);
+          this.fillCombined(micro, cb, vmid, asid, va, size, pa, ipa, perm, KIND_NESTED, epoch, sharedGen);
           return this.hit(res, pa, perm, size, res.reads);
         }
         return false;
@@ -193,7 +238,7 @@ export class TranslationCaches implements TranslationCache {
     if (this.afterWalk !== null) this.afterWalk();
     if (!ok) return false;
     const entryAsid = kind === KIND_S2 || res.nG === 0 ? GLOBAL : asid;
-    this.fillCombined(micro, cb, vmid, entryAsid, va, res.sizeShift, res.pa, kind === KIND_S1 ? -1 : res.ipa, res.perm, kind, epoch);
+    this.fillCombined(micro, cb, vmid, entryAsid, va, res.sizeShift, res.pa, kind === KIND_S1 ? -1 : res.ipa, res.perm, kind, epoch, sharedGen);
     if (this.s1 !== null && kind !== KIND_S2 && (epoch === this.epoch || !this.enforceEpoch)) {
       this.s1.fill(cb, vmid, entryAsid, va, res.s1SizeShift, res.ipa, -1, kind === KIND_NESTED ? this.s1PermOf(res) : res.perm, kind);
     }
@@ -243,13 +288,16 @@ export class TranslationCaches implements TranslationCache {
     return true;
   }
 
-  private fillCombined(micro: Tlb | null, cb: number, vmid: number, asid: number, va: number, size: number, pa: number, ipa: number, perm: number, kind: number, epoch: number): void {
+  private fillCombined(micro: Tlb | null, cb: number, vmid: number, asid: number, va: number, size: number, pa: number, ipa: number, perm: number, kind: number, epoch: number, sharedGen: number): void {
     if (epoch !== this.epoch && this.enforceEpoch) {
       // An invalidation was applied after this walk began: its result may be stale.
       if (this.main !== null) this.main.stats.droppedFills++;
+      else if (this.shared !== null) this.shared.stats.droppedFills++;
       else if (micro !== null) micro.stats.droppedFills++;
       return;
     }
+    // The shared TLB checks its own generation: an invalidation applied by any thread since the walk began drops the fill.
+    if (this.shared !== null) this.shared.fill(sharedGen, cb, vmid, asid, va, size, pa, ipa, perm, kind);
     if (this.main !== null) this.main.fill(cb, vmid, asid, va, size, pa, ipa, perm, kind);
     if (micro !== null) micro.fill(cb, vmid, asid, va, size, pa, ipa, perm, kind);
   }
@@ -270,8 +318,9 @@ export class TranslationCaches implements TranslationCache {
   invalidate(scope: InvalidationScope): void {
     this.epoch++;
     this.walk?.invalidate(scope);
-    const combined: Tlb[] = [];
+    const combined: Array<Tlb | SharedTlb> = [];
     if (this.main !== null) combined.push(this.main);
+    if (this.shared !== null) combined.push(this.shared);
     for (const t of this.micro.values()) combined.push(t);
     if (this.s1 !== null) combined.push(this.s1);
     const s2 = this.s2;

@@ -46,6 +46,23 @@ export const CACHE_PRESETS: Record<string, CacheConfig | null> = {
     },
     ipaInvalidation: 'architectural',
   },
+  /**
+   * mmu600 with its main TLB in shared memory: one 2048-entry 4-way TLB (FIFO per set) for all
+   * the translation units of a farm, as a TCU TLB serves every TBU (gem5's SMMU TLB behind its
+   * per-interface TLBs). Micro-TLBs and walk caches stay private to each unit. In one thread it
+   * behaves as mmu600 with FIFO replacement in the main TLB.
+   */
+  'mmu600-shared': {
+    name: 'mmu600-shared',
+    micro: { entries: 32, ways: 32, replacement: 'lru' },
+    shared: { entries: 2048, ways: 4, replacement: 'fifo' },
+    walk: {
+      s1: { entries: 256, ways: 4, replacement: 'plru' },
+      s2: { entries: 256, ways: 4, replacement: 'plru' },
+      ptw: { entries: 256, ways: 4, replacement: 'plru' },
+    },
+    ipaInvalidation: 'architectural',
+  },
   /** Walk caches alone (no TLB): every translation walks, from the deepest cached table. */
   'walk-only': {
     name: 'walk-only',

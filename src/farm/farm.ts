@@ -171,7 +171,7 @@ export class Farm {
     const queueCapacity = this.distribution === 'dynamic' ? this.capacity * this.units : this.capacity;
     // Two slots where batches can overlap (affinity, no stamps): see submitQueued.
     this.slots = this.distribution === 'affinity' && opts.stamped !== true ? 2 : 1;
-    this.shared = createShared(this.units, queueCapacity, opts.stamped === true, this.slots);
+    this.shared = createShared(this.units, queueCapacity, opts.stamped === true, this.slots, opts.cache?.shared);
     this.ctl = new Int32Array(this.shared.control);
     this.invalidator = new FarmInvalidator(this.shared, { inject: opts.inject === 'early-sync' ? 'early-sync' : null });
     this.stats = new Float64Array(this.shared.stats);

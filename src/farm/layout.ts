@@ -14,6 +14,7 @@
  * |               |              | in `slots` slots of `slotCapacity` (slot of batch d: d mod slots)     |
  * | stats         | Float64Array | STAT_FIELDS per unit                                                  |
  * | stamps        | optional     | only for the stress tester (src/farm/stress.ts), see `FarmStamps`     |
+ * | sharedTlb     | optional     | a shared TLB's sequence words, entries (src/cache/shared-tlb.ts)      |
  *
  * Control words (Int32, all accessed with Atomics):
  *   CTL_STOP        1 asks every unit to leave its loop
@@ -34,6 +35,9 @@
  *   U_ACKED     invalidations applied by the unit (it may hold no entry they cover)
  *   U_READY     1 once the unit has built its views and entered its loop
  */
+
+import { createSharedTlbStorage, type SharedTlbStorage } from '../cache/shared-tlb.js';
+import type { TlbGeometry } from '../cache/tlb.js';
 
 export const CTL_STOP = 0;
 export const CTL_CONFIG_GEN = 1;
@@ -105,6 +109,11 @@ export interface FarmShared {
   resStatus: SharedArrayBuffer[];
   /** Present only when the farm was created with `stamped: true` (the stress tester). */
   stamps?: FarmStamps;
+  /**
+   * The shared TLB (src/cache/shared-tlb.ts) of a caching configuration with `shared`: every
+   * unit's caches look it up and fill it. Absent otherwise.
+   */
+  sharedTlb?: SharedTlbStorage;
 }
 
 /**
@@ -122,7 +131,7 @@ export interface FarmStamps {
   detail: SharedArrayBuffer[];
 }
 
-export function createShared(units: number, slotCapacity: number, stamped = false, slots = 1): FarmShared {
+export function createShared(units: number, slotCapacity: number, stamped = false, slots = 1, sharedTlb?: TlbGeometry): FarmShared {
   const capacity = slotCapacity * slots;
   const per = (bytes: number): SharedArrayBuffer[] => Array.from({ length: units }, () => new SharedArrayBuffer(bytes));
   const streams = new SharedArrayBuffer(4 * MAX_STREAMS);
@@ -143,5 +152,6 @@ export function createShared(units: number, slotCapacity: number, stamped = fals
     resPa: per(8 * capacity),
     resStatus: per(capacity),
     ...(stamped ? { stamps: { clock: new SharedArrayBuffer(64), start: per(4 * capacity), end: per(4 * capacity), detail: per(8 * capacity) } } : {}),
+    ...(sharedTlb !== undefined ? { sharedTlb: createSharedTlbStorage(sharedTlb) } : {}),
   };
 }

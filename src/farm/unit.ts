@@ -142,7 +142,8 @@ export class Unit {
     this.mem = init.inject === 'torn-read' ? TearingPhysMem.attachTearing(init.mem) : PhysMem.attach(init.mem);
     this.skipApply = init.inject === 'skip-ack';
     this.clock = s.stamps === undefined ? null : new Int32Array(s.stamps.clock);
-    const caches = init.cache === null ? null : new TranslationCaches(init.cache);
+    // A shared TLB, if the configuration has one, is the farm's single storage (FarmShared.sharedTlb).
+    const caches = init.cache === null ? null : new TranslationCaches(init.cache, s.sharedTlb !== undefined ? { sharedTlb: s.sharedTlb } : {});
     if (init.inject === 'late-fill' && caches !== null) {
       caches.enforceEpoch = false;
       caches.afterWalk = () => this.catchUp(); // applies (and acknowledges) invalidations mid-walk
