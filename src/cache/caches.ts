@@ -30,6 +30,7 @@
 import type { PhysMem } from '../memory/phys.js';
 import type { Regime } from '../pgtable/regime.js';
 import { ACC_EXEC, ACC_KIND_MASK, ACC_UNPRIV, ACC_WRITE, PERM_PR, PERM_PW, PERM_PX, type WalkResult } from '../walk/result.js';
+import { POW2 } from '../pgtable/geometry.js';
 import { translate, walkStage2 } from '../walk/walk.js';
 import type { InvalidationScope, TranslationCache } from './interface.js';
 import { createSharedTlbStorage, SharedTlb, type SharedTlbStorage } from './shared-tlb.js';
@@ -188,7 +189,7 @@ export class TranslationCaches implements TranslationCache {
       const slot = m.lookup(cb, vmid, asid, va);
       if (slot >= 0 && (m.perm[slot]! & need) !== 0) {
         const pa = m.outputOf(slot, va);
-        if (micro !== null) micro.fill(cb, vmid, m.asid[slot]!, va, m.size[slot]!, pa, m.ipa[slot]! < 0 ? -1 : m.ipa[slot]! + (va - m.key[slot]! * 2 ** m.size[slot]!), m.perm[slot]!, m.aux[slot]!);
+        if (micro !== null) micro.fill(cb, vmid, m.asid[slot]!, va, m.size[slot]!, pa, m.ipa[slot]! < 0 ? -1 : m.ipa[slot]! + (va - m.key[slot]! * POW2[m.size[slot]!]!), m.perm[slot]!, m.aux[slot]!);
         return this.hit(res, pa, m.perm[slot]!, m.size[slot]!);
       }
     }

@@ -385,7 +385,7 @@ export class SharedTlb {
   /** Whether the entry's IPA range covers `ipa` (combined entries with a known IPA). */
   coversIpa(slot: number, ipa: number): boolean {
     const base = this.ipa[slot]!;
-    return base >= 0 && ipa >= base && ipa < base + 2 ** this.size[slot]!;
+    return base >= 0 && ipa >= base && ipa < base + POW2[this.size[slot]!]!;
   }
 
   /** Valid entries (a snapshot; other threads may be changing them). */
