@@ -6,6 +6,14 @@
 
 import { TranslationCaches, type CacheConfig } from './caches.js';
 import { NoCache, type TranslationCache } from './interface.js';
+import type { WalkCacheConfig } from './walk-caches.js';
+
+/** MMU-600-like walk caches: 256 entries, 4-way, per stage-1 level, stage-2 level, and the nested dimension. */
+const MMU600_WALK: WalkCacheConfig = {
+  s1: { entries: 256, ways: 4, replacement: 'plru' },
+  s2: { entries: 256, ways: 4, replacement: 'plru' },
+  ptw: { entries: 256, ways: 4, replacement: 'plru' },
+};
 
 export const CACHE_PRESETS: Record<string, CacheConfig | null> = {
   /** Walk every time. */
@@ -39,11 +47,7 @@ export const CACHE_PRESETS: Record<string, CacheConfig | null> = {
     name: 'mmu600',
     micro: { entries: 32, ways: 32, replacement: 'lru' },
     main: { entries: 2048, ways: 4, replacement: 'plru' },
-    walk: {
-      s1: { entries: 256, ways: 4, replacement: 'plru' },
-      s2: { entries: 256, ways: 4, replacement: 'plru' },
-      ptw: { entries: 256, ways: 4, replacement: 'plru' },
-    },
+    walk: MMU600_WALK,
     ipaInvalidation: 'architectural',
   },
   /**
@@ -56,11 +60,7 @@ export const CACHE_PRESETS: Record<string, CacheConfig | null> = {
     name: 'mmu600-shared',
     micro: { entries: 32, ways: 32, replacement: 'lru' },
     shared: { entries: 2048, ways: 4, replacement: 'fifo' },
-    walk: {
-      s1: { entries: 256, ways: 4, replacement: 'plru' },
-      s2: { entries: 256, ways: 4, replacement: 'plru' },
-      ptw: { entries: 256, ways: 4, replacement: 'plru' },
-    },
+    walk: MMU600_WALK,
     ipaInvalidation: 'architectural',
   },
   /** Walk caches alone (no TLB): every translation walks, from the deepest cached table. */

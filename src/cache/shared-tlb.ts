@@ -46,7 +46,7 @@
  */
 
 import { INV_POW2, POW2 } from '../pgtable/geometry.js';
-import { ANY_CB, GLOBAL, TlbError, type TlbGeometry } from './tlb.js';
+import { ANY_CB, checkSets, GLOBAL, TlbError, type TlbGeometry, type TlbStats } from './tlb.js';
 
 const INV_TWO32 = 1 / 4294967296;
 
@@ -68,30 +68,17 @@ export interface SharedTlbStorage {
   floats: SharedArrayBuffer;
 }
 
-export interface SharedTlbStats {
-  lookups: number;
-  hits: number;
-  misses: number;
-  fills: number;
-  evictions: number;
-  invalidated: number;
-  /** Fills dropped because an invalidation was applied (by any thread) after the walk began. */
-  droppedFills: number;
+/** A private Tlb's statistics (droppedFills: an invalidation by any thread since the walk began), and contention. */
+export interface SharedTlbStats extends TlbStats {
   /** Fills dropped because another thread held the set. */
   contendedFills: number;
   /** Lookups that found the set being written and counted as misses. */
   contendedLookups: number;
-  flushes: number;
 }
 
 /** Checks a shared TLB's geometry; throws a TlbError saying what is wrong. */
 export function checkSharedGeometry(g: TlbGeometry): void {
-  const { entries, ways } = g;
-  if (!Number.isInteger(entries) || entries < 1) throw new TlbError(`shared TLB: entries must be a positive integer, got ${entries}`);
-  if (!Number.isInteger(ways) || ways < 1 || ways > entries) throw new TlbError(`shared TLB: ways must be 1..entries (${entries}), got ${ways}`);
-  if (entries % ways !== 0) throw new TlbError(`shared TLB: entries (${entries}) must be a multiple of ways (${ways})`);
-  const sets = entries / ways;
-  if ((sets & (sets - 1)) !== 0) throw new TlbError(`shared TLB: entries / ways must be a power of two (got ${sets} sets)`);
+  checkSets(g, 'shared TLB: ');
   if (g.replacement !== 'fifo') {
     throw new TlbError(`shared TLB: replacement must be 'fifo', got '${g.replacement}' (lookups do not write shared memory, so recency cannot be kept)`);
   }

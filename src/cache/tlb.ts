@@ -53,6 +53,20 @@ export class TlbError extends Error {
   }
 }
 
+/**
+ * Checks `entries` and `ways` (sets = entries / ways, a power of two) and returns the number of
+ * sets; throws a TlbError saying what is wrong, after `what` (e.g. "shared TLB: ").
+ */
+export function checkSets(g: TlbGeometry, what = ''): number {
+  const { entries, ways } = g;
+  if (!Number.isInteger(entries) || entries < 1) throw new TlbError(`${what}entries must be a positive integer, got ${entries}`);
+  if (!Number.isInteger(ways) || ways < 1 || ways > entries) throw new TlbError(`${what}ways must be 1..entries (${entries}), got ${ways}`);
+  if (entries % ways !== 0) throw new TlbError(`${what}entries (${entries}) must be a multiple of ways (${ways})`);
+  const sets = entries / ways;
+  if ((sets & (sets - 1)) !== 0) throw new TlbError(`${what}entries / ways must be a power of two (got ${sets} sets)`);
+  return sets;
+}
+
 export class Tlb {
   readonly entries: number;
   readonly ways: number;
@@ -106,11 +120,7 @@ export class Tlb {
 
   constructor(g: TlbGeometry) {
     const { entries, ways } = g;
-    if (!Number.isInteger(entries) || entries < 1) throw new TlbError(`entries must be a positive integer, got ${entries}`);
-    if (!Number.isInteger(ways) || ways < 1 || ways > entries) throw new TlbError(`ways must be 1..entries (${entries}), got ${ways}`);
-    if (entries % ways !== 0) throw new TlbError(`entries (${entries}) must be a multiple of ways (${ways})`);
-    const sets = entries / ways;
-    if ((sets & (sets - 1)) !== 0) throw new TlbError(`entries / ways must be a power of two (got ${sets} sets)`);
+    const sets = checkSets(g);
     if (g.replacement === 'plru' && (ways & (ways - 1)) !== 0) throw new TlbError(`tree PLRU needs a power-of-two number of ways, got ${ways}`);
     if (g.replacement === 'plru' && ways > 32) throw new TlbError('tree PLRU supports at most 32 ways');
     this.entries = entries;
