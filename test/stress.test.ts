@@ -94,6 +94,17 @@ describe('smmu-farm stress (CLI)', () => {
     const lat = o.syncLatencyUs as Record<string, unknown>;
     expect(Object.keys(lat).sort()).toEqual(['max', 'p50', 'p99']);
     for (const k of ['p50', 'p99', 'max']) expect(typeof lat[k]).toBe('number');
+    expect(o.distribution).toBe('affinity');
+  });
+
+  it('--distribution dynamic with a shared TLB: named in the report and clean; an unknown distribution is refused', () => {
+    const r = run('--seconds', '1', '--workers', '2', '--distribution', 'dynamic', '--caches', 'mmu600-shared');
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stdout.split('\n')[0]).toMatch(/2 translation units \(caches mmu600-shared, dynamic\)/);
+    expect(r.stdout).toMatch(/violations +0 +\(stale 0, future 0, torn 0\)/);
+    const bad = run('--seconds', '1', '--distribution', 'round-robin');
+    expect(bad.status).not.toBe(0);
+    expect(bad.stderr).toContain("argument 'round-robin' is invalid. Allowed choices are affinity, dynamic.");
   });
 
   it('exits 1 with the violations when an injected bug is caught; 2 for an unknown bug', () => {

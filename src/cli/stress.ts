@@ -1,6 +1,7 @@
 /**
  * `smmu-farm stress [--seconds S] [--workers N] [--mutators M] [--inject BUG]
- * [--json] [--seed N] [--caches PRESET] [--batch N] [--topology T [--smmu NAME]]`: the stress tester
+ * [--json] [--seed N] [--caches PRESET] [--distribution affinity|dynamic] [--batch N]
+ * [--topology T [--smmu NAME]]`: the stress tester
  * (src/farm/stress.ts). Mutator threads change live tables at both stages
  * while the farm's units translate with caches on, and every translation is
  * checked against the history of the tables.
@@ -24,6 +25,7 @@ export interface StressCliOptions {
   json?: boolean;
   seed: number;
   caches: string;
+  distribution?: 'affinity' | 'dynamic';
   batch: number;
   stopOnViolation?: boolean;
   topology?: string;
@@ -55,7 +57,7 @@ export function renderStress(r: StressReport): string[] {
     .join(', ');
   const kinds = VIOLATION_KINDS.map((k) => `${k} ${num(r.violationsByKind[k])}`).join(', ');
   const lines = [
-    `smmu-farm stress: ${r.seconds.toFixed(2)} s, ${r.workers} translation unit${r.workers === 1 ? '' : 's'} (caches ${r.caches}), ${r.mutators} mutator${r.mutators === 1 ? '' : 's'}, seed ${r.seed}${r.inject === null ? '' : `, injected bug: ${r.inject}`}`,
+    `smmu-farm stress: ${r.seconds.toFixed(2)} s, ${r.workers} translation unit${r.workers === 1 ? '' : 's'} (caches ${r.caches}, ${r.distribution}), ${r.mutators} mutator${r.mutators === 1 ? '' : 's'}, seed ${r.seed}${r.inject === null ? '' : `, injected bug: ${r.inject}`}`,
     `translations   ${num(r.translations).padStart(13)}  (${num(r.translationsPerSecond)}/s, ${(r.hitRate * 100).toFixed(1)}% cache hits, ${num(r.faults)} faults)`,
     `table changes  ${num(r.changes).padStart(13)}  (${ops})`,
     `invalidations  ${num(r.invalidations).padStart(13)}`,
@@ -94,6 +96,7 @@ export async function stressCommand(o: StressCliOptions, io: StressIo = stdio): 
     inject: o.inject !== undefined && isInjectMode(o.inject) ? o.inject : null,
     seed: o.seed,
     caches: o.caches,
+    ...(o.distribution !== undefined ? { distribution: o.distribution } : {}),
     batch: o.batch,
     stopOnViolation: o.stopOnViolation === true,
     ...(o.topology !== undefined ? { topology: o.topology } : {}),
@@ -125,6 +128,7 @@ export function stressCommandSpec(): Command {
     .addOption(new Option('--inject <bug>', `run a deliberately broken variant: ${INJECT_MODES.join(', ')}`))
     .addOption(new Option('--seed <n>', 'seed of the tables, the changes and the requests').default(1).argParser(int('--seed')))
     .addOption(new Option('--caches <preset>', 'cache preset of every unit (one that caches)').default('mmu600'))
+    .addOption(new Option('--distribution <d>', 'how requests go to units: affinity (stream s to unit s mod units, like TBUs) or dynamic (units take chunks of one queue)').choices(['affinity', 'dynamic']))
     .addOption(new Option('--batch <n>', 'translations per batch').default(2048).argParser(int('--batch')))
     .option('--stop-on-violation', 'stop at the first violation')
     .option('--topology <t>', "a topology preset or file: its SMMU's DMA devices carry the traffic, all attached to one nested domain (default: one built-in SMMU, stream IDs 0-7)")

@@ -185,6 +185,8 @@ export interface StressReport {
   seconds: number;
   mutators: number;
   caches: string;
+  /** How requests went to the units: 'affinity' (stream s to unit s mod units) or 'dynamic'. */
+  distribution: Distribution;
   inject: InjectMode | null;
   seed: number;
   batch: number;
@@ -899,6 +901,7 @@ export async function runStress(opts: StressOptions = {}): Promise<StressReport>
       seconds: round(elapsed),
       mutators,
       caches: cacheName,
+      distribution: opts.distribution ?? 'affinity',
       inject,
       seed,
       batch,
