@@ -52,46 +52,102 @@ function requestBuffers(n: number): { s: Int32Array; vas: Float64Array; accs: Ui
   return { s: new Int32Array(n), vas: new Float64Array(n), accs: new Uint8Array(n), pa: new Float64Array(n), st: new Int8Array(n) };
 }
 
+/** One way of feeding a farm: `step` fills and submits a batch, `drain` waits for what is in flight, `failed` counts unsuccessful translations in the last batch. */
+interface Feeder {
+  step: () => void;
+  drain: () => void;
+  failed: () => number;
+}
+
 /**
- * Runs `rounds` timed rounds (after one untimed) of `batches` batches written in place and
- * pipelined: unit u's requests of each batch are unitSid[u] and a `batch`-long slice of
- * unitVa[u], starting at (batch number x batch) mod period. Returns translations/s and walks
- * per translation, per round.
+ * Through `translate()`: each batch is `batch` x units requests of streams i & 15 at
+ * addresses addrAt(cursor + i), scattered to the units and gathered back by the farm.
  */
-function inPlaceRounds(farm: Farm, unitSid: Int32Array[], unitVa: Float64Array[], period: number, batch: number, rounds: number, batches: number): { tps: number[]; walks: number[] } {
+function translateFeeder(farm: Farm, batch: number, addrAt: (k: number) => number): Feeder {
+  const n = batch * farm.units; // the whole farm's batch: `batch` per unit
+  const { s, vas, accs, pa, st } = requestBuffers(n);
+  let cursor = 0;
+  return {
+    step: () => {
+      for (let i = 0; i < n; i++) {
+        s[i] = i & 15;
+        vas[i] = addrAt(cursor + i);
+      }
+      cursor += n;
+      farm.translate(s, vas, accs, n, pa, st);
+    },
+    drain: () => {},
+    failed: () => st.filter((x) => x !== 0).length,
+  };
+}
+
+/**
+ * Written in place and pipelined: unit u's requests of each batch are unitSid[u] and a
+ * `batch`-long slice of unitVa[u] starting at (batch number x batch) mod period, copied into
+ * its queue (TypedArray.set) while the units translate the previous batch (submitQueued, then
+ * waitQueued of the one before). `resident`: each slot is written once (the first batches,
+ * one per slot), then resubmitted as is, so the caller only rings doorbells.
+ */
+function inPlaceFeeder(farm: Farm, unitSid: Int32Array[], unitVa: Float64Array[], period: number, batch: number, resident: boolean): Feeder {
   const units = farm.units;
   const counts = new Int32Array(units).fill(batch);
+  let queues = Array.from({ length: units }, (_, u) => farm.queue(u));
   let b = 0;
   let inFlight = 0;
-  const one = (): void => {
-    const off = (b * batch) % period;
-    for (let u = 0; u < units; u++) {
-      const q = farm.queue(u);
-      q.sid.set(unitSid[u]!);
-      q.va.set(unitVa[u]!.subarray(off, off + batch));
-      q.acc.fill(0, 0, batch);
-    }
-    b++;
-    const d = farm.submitQueued(counts);
-    if (inFlight > 0) farm.waitQueued(inFlight);
-    inFlight = d;
+  return {
+    step: () => {
+      queues = queues.map((_, u) => farm.queue(u));
+      const off = (b * batch) % period;
+      for (let u = 0; u < units && !(resident && b >= farm.shared.slots); u++) {
+        const q = queues[u]!;
+        q.sid.set(unitSid[u]!);
+        q.va.set(unitVa[u]!.subarray(off, off + batch));
+        q.acc.fill(0, 0, batch);
+      }
+      b++;
+      const d = farm.submitQueued(counts);
+      if (inFlight > 0) farm.waitQueued(inFlight);
+      inFlight = d;
+    },
+    drain: () => {
+      if (inFlight > 0) farm.waitQueued(inFlight);
+      inFlight = 0;
+    },
+    failed: () => queues.reduce((a, q) => a + q.status.subarray(0, batch).filter((x) => x !== 0).length, 0),
   };
-  const total = (k: 'walks' | 'translations'): number => farm.unitStats().reduce((a, x) => a + x[k], 0);
-  const tps: number[] = [];
-  const walks: number[] = [];
-  for (let r = -1; r < rounds; r++) {
+}
+
+interface Rounds {
+  /** Per timed round: translations/s, farm efficiency (busy / (wall x units)), walks per translation. */
+  tps: number[];
+  efficiency: number[];
+  walks: number[];
+}
+
+/**
+ * `warmup` untimed batches (JIT), checked: every translation of the last must succeed (the
+ * farm's answers are checked, not just timed). Then `rounds` rounds of `batches` batches.
+ */
+function timedRounds(label: string, farm: Farm, feed: Feeder, batch: number, warmup: number, rounds: number, batches: number): Rounds {
+  for (let k = 0; k < warmup; k++) feed.step();
+  feed.drain();
+  const bad = feed.failed();
+  if (bad > 0) throw new Error(`${label}: ${bad} translations of the last warm-up batch did not succeed`);
+  const total = (k: 'walks' | 'translations' | 'busyMs'): number => farm.unitStats().reduce((a, x) => a + x[k], 0);
+  const out: Rounds = { tps: [], efficiency: [], walks: [] };
+  for (let r = 0; r < rounds; r++) {
     const w0 = total('walks');
-    const t0n = total('translations');
+    const n0 = total('translations');
+    const b0 = total('busyMs');
     const t0 = performance.now();
-    for (let k = 0; k < batches; k++) one();
-    farm.waitQueued(inFlight);
-    inFlight = 0;
+    for (let k = 0; k < batches; k++) feed.step();
+    feed.drain();
     const wall = performance.now() - t0;
-    if (r < 0) continue; // warm-up
-    tps.push((batches * batch * units) / (wall / 1000));
-    walks.push((total('walks') - w0) / (total('translations') - t0n));
+    out.tps.push((batches * batch * farm.units) / (wall / 1000));
+    out.efficiency.push((total('busyMs') - b0) / (wall * farm.units));
+    out.walks.push((total('walks') - w0) / (total('translations') - n0));
   }
-  return { tps, walks };
+  return out;
 }
 
 interface Row {
@@ -140,83 +196,19 @@ async function main(): Promise<void> {
     for (const units of unitCounts) {
       const farm = await Farm.start({ mem: w.mem, units, cache: wl.cache, distribution: 'affinity', capacity: batch });
       farm.loadConfig(smmu, sids);
-      const n = batch * units; // the whole farm's batch: `batch` per unit
-      const { s, vas, accs, pa, st } = requestBuffers(n);
-      let cursor = 0;
-      let filled = 0;
       const addrAt = (k: number): number => (wl.hot > 0 ? w.vas[k % wl.hot]! : w.vas[k % w.vas.length]!);
-      // In place: unit u gets the requests of streams s with s mod units = u (what affinity
-      // would give it), `batch` of them, and the caller writes them into its queue for the
-      // next batch while the units translate the current one (submitQueued / waitQueued).
-      let queues = wl.inPlace ? Array.from({ length: units }, (_, u) => farm.queue(u)) : [];
-      const streamsOf = Array.from({ length: units }, (_, u) => sids.filter((x) => x % units === u));
-      const per = batch;
-      const counts = new Int32Array(units).fill(per);
-      let inFlight = 0;
-      // The caller's requests, laid out per unit once: unit u's j-th request is address
-      // addrAt(j * units + u) of stream mine[j mod mine.length]. Addresses repeat every `period`
-      // requests, so each batch is a slice of these arrays, written with TypedArray.set (a copy).
-      const period = wl.hot > 0 ? wl.hot : w.vas.length;
-      const unitVa = wl.inPlace ? Array.from({ length: units }, (_, u) => Float64Array.from({ length: period + per }, (_, j) => addrAt(j * units + u))) : [];
-      const unitSid = wl.inPlace ? streamsOf.map((mine) => Int32Array.from({ length: per }, (_, i) => mine[i % mine.length]!)) : [];
-      const fill = (): void => {
-        if (wl.inPlace) {
-          queues = queues.map((_, u) => farm.queue(u));
-          const off = (cursor / units) % period;
-          // Resident: each slot is written once (the first two batches), then resubmitted as is.
-          for (let u = 0; u < units && !(wl.resident && filled >= farm.shared.slots); u++) {
-            const q = queues[u]!;
-            q.sid.set(unitSid[u]!);
-            q.va.set(unitVa[u]!.subarray(off, off + per));
-            q.acc.fill(0, 0, per);
-          }
-        } else {
-          for (let i = 0; i < n; i++) {
-            s[i] = i & 15;
-            vas[i] = addrAt(cursor + i);
-          }
-        }
-        cursor += n;
-        filled++;
-      };
-      // In place, pipelined: submit this batch, then wait for the previous one (so the next
-      // fill overlaps this batch's translation).
-      const translate = (): void => {
-        if (wl.inPlace) {
-          const d = farm.submitQueued(counts);
-          if (inFlight > 0) farm.waitQueued(inFlight);
-          inFlight = d;
-        } else farm.translate(s, vas, accs, n, pa, st);
-      };
-      const drain = (): void => {
-        if (inFlight > 0) farm.waitQueued(inFlight);
-        inFlight = 0;
-      };
-      // Warm-up: one untimed round (JIT), checked below.
-      for (let b = 0; b < (tiny ? 1 : batches); b++) {
-        fill();
-        translate();
-      }
-      drain();
-      // Every translation must succeed (the farm's answers are checked, not just timed).
-      const bad = wl.inPlace ? queues.reduce((a, q) => a + q.status.subarray(0, per).filter((x) => x !== 0).length, 0) : st.filter((x) => x !== 0).length;
-      if (bad > 0) throw new Error(`${wl.name}, ${units} unit(s): ${bad} translations of the warm-up batch did not succeed`);
-      const tps: number[] = [];
-      const eff: number[] = [];
-      const done = wl.inPlace ? per * units : n;
-      for (let r = 0; r < rounds; r++) {
-        const b0 = farm.unitStats().reduce((a, x) => a + x.busyMs, 0);
-        const t0 = performance.now();
-        for (let b = 0; b < batches; b++) {
-          fill();
-          translate();
-        }
-        drain();
-        const wall = performance.now() - t0;
-        const busy = farm.unitStats().reduce((a, x) => a + x.busyMs, 0) - b0;
-        tps.push((batches * done) / (wall / 1000));
-        eff.push(busy / (wall * units));
-      }
+      let feed: Feeder;
+      if (wl.inPlace) {
+        // Unit u gets the requests of streams s with s mod units = u (what affinity would give
+        // it), laid out once: its j-th request is address addrAt(j * units + u) of stream
+        // mine[j mod mine.length]. Addresses repeat every `period` requests, so each batch is a
+        // slice of these arrays.
+        const period = wl.hot > 0 ? wl.hot : w.vas.length;
+        const unitVa = Array.from({ length: units }, (_, u) => Float64Array.from({ length: period + batch }, (_, j) => addrAt(j * units + u)));
+        const unitSid = Array.from({ length: units }, (_, u) => sids.filter((x) => x % units === u)).map((mine) => Int32Array.from({ length: batch }, (_, i) => mine[i % mine.length]!));
+        feed = inPlaceFeeder(farm, unitSid, unitVa, period, batch, wl.resident);
+      } else feed = translateFeeder(farm, batch, addrAt);
+      const { tps, efficiency: eff } = timedRounds(`${wl.name}, ${units} unit(s)`, farm, feed, batch, tiny ? 1 : batches, rounds, batches);
       await farm.close();
       const t = spread(tps);
       if (units === 1) base = t.median;
@@ -331,10 +323,8 @@ async function main(): Promise<void> {
     for (const preset of ['mmu600', 'mmu600-shared']) {
       const farm = await Farm.start({ mem: w.mem, units: maxUnits, cache: CACHE_PRESETS[preset]!, distribution: 'affinity', capacity: batch });
       farm.loadConfig(smmu, sids);
-      const r = inPlaceRounds(farm, unitSid, unitVa, period, batch, rounds, batches);
-      const bad = Array.from({ length: maxUnits }, (_, u) => farm.queue(u).status.subarray(0, batch)).reduce((a, st) => a + st.filter((x) => x !== 0).length, 0);
+      const r = timedRounds(`shared TLB rows, ${sw.name}, ${preset}`, farm, inPlaceFeeder(farm, unitSid, unitVa, period, batch, false), batch, batches, rounds, batches);
       await farm.close();
-      if (bad > 0) throw new Error(`shared TLB rows, ${sw.name}, ${preset}: ${bad} translations did not succeed`);
       const t = spread(r.tps);
       sharedRows.push({ workload: sw.name, preset, translationsPerSec: t, walksPerTranslation: spread(r.walks) });
       process.stderr.write(`bench:farm: ${sw.name}, ${preset}, ${maxUnits} units: ${fmt(t.median / 1e6, 2)} M/s, ${fmt(spread(r.walks).median, 3)} walks per translation\n`);
