@@ -404,8 +404,7 @@ function buildTopology(mutators: number, groups: number, perGroup: number, stabl
         gd.comps.push(comp(pa));
       }
       const t = descriptorAddress(stage2, base, 2);
-      gd.tLo = mem.read64Parts(t)[0] | 0;
-      gd.tHi = mem.read64Parts(t)[1] | 0;
+      [gd.tLo, gd.tHi] = mem.read64Parts(t).map((w) => w | 0) as [number, number];
       gd.tOff = mem.offsetOf(t);
       gd.tComp = comp(0);
       for (let i = 0; i < perGroup; i++) {
