@@ -46,9 +46,7 @@
  */
 
 import { INV_POW2, POW2 } from '../pgtable/geometry.js';
-import { ANY_CB, checkSets, GLOBAL, TlbError, type TlbGeometry, type TlbStats } from './tlb.js';
-
-const INV_TWO32 = 1 / 4294967296;
+import { ANY_CB, checkSets, GLOBAL, setIndex, TlbError, type TlbGeometry, type TlbStats } from './tlb.js';
 
 /** Control words: the generation, the size classes ever filled (a 64-bit mask in two words), then per set its sequence and FIFO pointer. */
 const C_GEN = 0;
@@ -116,8 +114,19 @@ export class SharedTlb {
   readonly key: Float64Array;
   readonly out: Float64Array;
   readonly ipa: Float64Array;
-  /** This view's statistics (each thread counts its own). */
-  readonly stats: SharedTlbStats = { lookups: 0, hits: 0, misses: 0, fills: 0, evictions: 0, invalidated: 0, droppedFills: 0, contendedFills: 0, contendedLookups: 0, flushes: 0 };
+  private readonly counters: SharedTlbStats = { lookups: 0, hits: 0, misses: 0, fills: 0, evictions: 0, invalidated: 0, droppedFills: 0, contendedFills: 0, contendedLookups: 0, flushes: 0 };
+  // Hits and misses are counted in plain fields on the lookup path and folded into `stats` when read (as Tlb does).
+  private nHits = 0;
+  private nMisses = 0;
+
+  /** This view's statistics (each thread counts its own; the same object every time). */
+  get stats(): SharedTlbStats {
+    const c = this.counters;
+    c.hits = this.nHits;
+    c.misses = this.nMisses;
+    c.lookups = this.nHits + this.nMisses;
+    return c;
+  }
   /**
    * The generation rule of fills (see the header). Only the stress tester's `late-fill`
    * injection turns it off, to show that its checker catches the bug.
@@ -167,11 +176,6 @@ export class SharedTlb {
     return Atomics.load(this.ctl, C_GEN);
   }
 
-  private setOf(key: number, size: number): number {
-    const lo = key | 0;
-    return (lo ^ ((key * INV_TWO32) | 0) ^ Math.imul(size, 0x9e3779b1) ^ (lo >>> 13)) & this.setMask;
-  }
-
   private refreshSizes(): void {
     const lo = Atomics.load(this.ctl, C_SIZES_LO);
     const hi = Atomics.load(this.ctl, C_SIZES_HI);
@@ -189,7 +193,6 @@ export class SharedTlb {
    * `hit*` fields, or false (also when the set was being written: a miss).
    */
   lookup(cb: number, vmid: number, asid: number, va: number): boolean {
-    this.stats.lookups++;
     this.refreshSizes();
     const sizes = this.sizesPresent;
     const ctl = this.ctl;
@@ -197,11 +200,11 @@ export class SharedTlb {
     for (let k = 0; k < sizes.length; k++) {
       const s = sizes[k]!;
       const key = Math.floor(va * INV_POW2[s]!);
-      const set = this.setOf(key, s);
+      const set = setIndex(key, s, this.setMask);
       const seqAt = this.seqBase + set;
       const seq0 = Atomics.load(ctl, seqAt);
       if ((seq0 & 1) !== 0) {
-        this.stats.contendedLookups++;
+        this.counters.contendedLookups++;
         continue;
       }
       const base = set * ways;
@@ -230,13 +233,13 @@ export class SharedTlb {
       this.hitKey = key;
       // The copy is good only if no writer touched the set meanwhile.
       if (Atomics.load(ctl, seqAt) !== seq0) {
-        this.stats.contendedLookups++;
+        this.counters.contendedLookups++;
         continue;
       }
-      this.stats.hits++;
+      this.nHits++;
       return true;
     }
-    this.stats.misses++;
+    this.nMisses++;
     return false;
   }
 
@@ -258,19 +261,19 @@ export class SharedTlb {
   fill(generation: number, cb: number, vmid: number, asid: number, va: number, size: number, out: number, ipa: number, perm: number, aux: number): boolean {
     if (!(size >= 1 && size < 64)) throw new TlbError(`entry size 2^${size} is out of range`);
     const key = Math.floor(va * INV_POW2[size]!);
-    const set = this.setOf(key, size);
+    const set = setIndex(key, size, this.setMask);
     const seqAt = this.seqBase + set;
     const ctl = this.ctl;
     const seq = Atomics.load(ctl, seqAt);
     if ((seq & 1) !== 0 || Atomics.compareExchange(ctl, seqAt, seq, seq + 1) !== seq) {
-      this.stats.contendedFills++;
+      this.counters.contendedFills++;
       return false;
     }
     // Holding the set: an invalidation bumps the generation before it takes any set, so either
     // it has not begun (and will remove this entry when it reaches the set) or we see the bump.
     if (this.enforceGeneration && Atomics.load(ctl, C_GEN) !== generation) {
       Atomics.store(ctl, seqAt, seq + 2);
-      this.stats.droppedFills++;
+      this.counters.droppedFills++;
       return false;
     }
     const ways = this.ways;
@@ -295,7 +298,7 @@ export class SharedTlb {
       const v = ctl[f]!;
       ctl[f] = (v + 1) % ways;
       slot = base + v;
-      this.stats.evictions++;
+      this.counters.evictions++;
     }
     const span = POW2[size]!;
     const inv = INV_POW2[size]!;
@@ -311,7 +314,7 @@ export class SharedTlb {
     if (size < 32) Atomics.or(ctl, C_SIZES_LO, 1 << size);
     else Atomics.or(ctl, C_SIZES_HI, 1 << (size - 32));
     Atomics.store(ctl, seqAt, seq + 2);
-    this.stats.fills++;
+    this.counters.fills++;
     return true;
   }
 
@@ -354,13 +357,13 @@ export class SharedTlb {
       }
       Atomics.store(this.ctl, this.seqBase + set, seq + 2);
     }
-    this.stats.invalidated += n;
+    this.counters.invalidated += n;
     return n;
   }
 
   /** Removes everything. */
   invalidateAll(): number {
-    this.stats.flushes++;
+    this.counters.flushes++;
     return this.invalidateWhere(() => true);
   }
 

@@ -54,6 +54,16 @@ export class TlbError extends Error {
 }
 
 /**
+ * The set of an entry: its page number `key` at its size class `size` (log2 bytes), the low and
+ * high words of the key mixed with the size, masked to `setMask` (sets - 1). Tlb.lookup inlines it.
+ */
+export function setIndex(key: number, size: number, setMask: number): number {
+  const lo = key | 0;
+  const hi = (key * INV_TWO32) | 0;
+  return (lo ^ hi ^ Math.imul(size, 0x9e3779b1) ^ (lo >>> 13)) & setMask;
+}
+
+/**
  * Checks `entries` and `ways` (sets = entries / ways, a power of two) and returns the number of
  * sets; throws a TlbError saying what is wrong, after `what` (e.g. "shared TLB: ").
  */
@@ -163,10 +173,7 @@ export class Tlb {
   }
 
   private setOf(key: number, size: number): number {
-    // Mix the low and high words of the page number with the size class.
-    const lo = key | 0;
-    const hi = (key * INV_TWO32) | 0;
-    return (lo ^ hi ^ Math.imul(size, 0x9e3779b1) ^ (lo >>> 13)) & this.setMask;
+    return setIndex(key, size, this.setMask);
   }
 
   /**
@@ -181,7 +188,7 @@ export class Tlb {
     for (let k = 0; k < n; k++) {
       const s = sizes[k]!;
       const key = Math.floor(va * INV_POW2[s]!);
-      // The set: setOf(key, s), inlined.
+      // The set: setIndex(key, s, setMask), inlined.
       const lo = key | 0;
       const base = ((lo ^ ((key * INV_TWO32) | 0) ^ Math.imul(s, 0x9e3779b1) ^ (lo >>> 13)) & this.setMask) * ways;
       for (let w = base; w < base + ways; w++) {
